@@ -1,0 +1,55 @@
+"""`create_app(config)`: the Flask application factory and the one composition root that
+wires store, hooks, dispatcher and the CapabilityStatement builder together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from fhir_server.config import Config
+from fhir_server.context import Context
+from fhir_server.dispatcher import Dispatcher
+from fhir_server.hooks import Hooks
+from fhir_server.request import FhirRequest
+from fhir_server.store.base import ResourceStore
+from fhir_server.web.views import fhir_blueprint
+
+
+def open_store(db_url: str) -> ResourceStore:
+    """A store for `sqlite:///path` (relative; `sqlite:////abs/path` for absolute) or
+    `postgresql://…`."""
+    if db_url.startswith("sqlite://"):
+        from fhir_server.store.sqlite import SqliteStore
+
+        path = db_url[len("sqlite:///"):] if db_url.startswith("sqlite:///") else ""
+        if not path:
+            raise ValueError(f"SQLite URL needs a path: sqlite:///var/telefhir.db, not {db_url}")
+        return SqliteStore(Path(path))
+    if db_url.startswith(("postgresql://", "postgres://")):
+        from fhir_server.store.postgres import PostgresStore
+
+        return PostgresStore(db_url)
+    raise ValueError(f"Unsupported --db URL '{db_url}': use sqlite:///FILE or postgresql://…")
+
+
+def create_app(config: Config | None = None, store: ResourceStore | None = None) -> Flask:
+    """The WSGI application serving the FHIR API at `config.base_path`."""
+    config = config or Config.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    store = store or open_store(config.db_url)
+    ctx = Context(store=store, config=config, hooks=Hooks())
+
+    from conformance.capability import capability_statement
+
+    def capabilities(req: FhirRequest) -> dict[str, Any]:
+        return capability_statement(req.base_url)
+
+    app = Flask("telefhir")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["telefhir.context"] = ctx
+    app.extensions["telefhir.dispatcher"] = Dispatcher(ctx, capabilities)
+    app.register_blueprint(fhir_blueprint(config.base_path, config.public_base_url))
+    return app

@@ -1,0 +1,101 @@
+"""The `telefhir` command: serve, load, reindex."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    if args.no_auth:
+        print(
+            "WARNING: --no-auth: the FHIR API is open to anyone who can reach "
+            f"{args.host}:{args.port}. Use only for local testing.",
+            file=sys.stderr,
+        )
+    os.environ["TELEFHIR_DB"] = args.db
+    if args.base_url:
+        os.environ["TELEFHIR_BASE_URL"] = args.base_url
+    # Create the schema once before the workers start.
+    from fhir_server.app import open_store
+
+    open_store(args.db).close()
+    print(f"telefhir serving http://{args.host}:{args.port}/fhir (store {args.db})",
+          file=sys.stderr)
+    Granian(
+        "fhir_server.wsgi:create_wsgi",
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.WSGI,
+        workers=args.workers,
+        blocking_threads=args.threads,
+        factory=True,
+        log_access=False,
+    ).serve()
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    from fhir_server.loader import load_files
+
+    return load_files(args.db, args.files, progress=not args.quiet)
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from fhir_server.app import open_store
+
+    store = open_store(args.db)
+    n = 0
+    for n in store.reindex(args.type):
+        print(f"\rreindexed up to row {n}", end="", file=sys.stderr)
+    print(f"\nreindex done (last row {n})", file=sys.stderr)
+    store.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `telefhir` console script."""
+    default_db = os.environ.get("TELEFHIR_DB", "sqlite:///var/telefhir.db")
+    parser = argparse.ArgumentParser(prog="telefhir", description="telefhir FHIR R4 server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the FHIR API at http://HOST:PORT/fhir")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--db", default=default_db,
+                       help="sqlite:///FILE (default sqlite:///var/telefhir.db) or postgresql://…")
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="worker processes (default: one per core)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per worker")
+    serve.add_argument("--base-url", default=None,
+                       help="public base URL when behind a proxy, e.g. https://h/fhir")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="serve an open API (no authorization); prints a warning")
+    serve.set_defaults(fn=_serve)
+
+    load = sub.add_parser("load", help="load transaction/collection Bundles or NDJSON files")
+    load.add_argument("files", nargs="+")
+    load.add_argument("--db", default=default_db)
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    load.set_defaults(fn=_load)
+
+    reindex = sub.add_parser("reindex", help="rebuild search index rows from stored resources")
+    reindex.add_argument("--db", default=default_db)
+    reindex.add_argument("--type", default=None, help="only this resource type")
+    reindex.set_defaults(fn=_reindex)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ValueError as exc:
+        print(f"telefhir: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

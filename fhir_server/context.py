@@ -1,0 +1,53 @@
+"""The per-server context handed to interactions: store, configuration, hooks, search."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from fhir_server.config import Config
+from fhir_server.hooks import Hooks
+from fhir_server.store.base import Queryable, ResourceStore, StoreTx
+
+if TYPE_CHECKING:
+    from fhir_server.search.engine import SearchEngine
+
+
+@dataclass
+class Context:
+    """What every interaction may use. `tx` is set while a transaction Bundle runs, so every
+    entry writes into that one database transaction."""
+
+    store: ResourceStore
+    config: Config
+    hooks: Hooks
+    tx: StoreTx | None = None
+
+    @cached_property
+    def search_engine(self) -> SearchEngine:
+        from fhir_server.search.engine import SearchEngine
+
+        return SearchEngine()
+
+    def within(self, tx: StoreTx) -> Context:
+        """This context with every write going to `tx`."""
+        ctx = replace(self, tx=tx)
+        ctx.__dict__["search_engine"] = self.search_engine
+        return ctx
+
+    @contextmanager
+    def writing(self) -> Iterator[StoreTx]:
+        """The open transaction, or a new one that commits when the block ends."""
+        if self.tx is not None:
+            yield self.tx
+            return
+        with self.store.transaction() as tx:
+            yield tx
+
+    @property
+    def reader(self) -> Queryable:
+        """Where reads go: the open transaction (to see its writes) or the store."""
+        return self.tx if self.tx is not None else self.store

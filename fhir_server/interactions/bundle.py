@@ -1,0 +1,334 @@
+"""transaction and batch (https://hl7.org/fhir/R4/http.html#transaction).
+
+A transaction is one database transaction: entries run in the order DELETE, POST, PUT/PATCH,
+GET; urn:uuid fullUrls and conditional references are rewritten to the ids they resolve to;
+any failure rolls everything back. A batch runs each entry on its own."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import orjson
+
+from fhir_server.context import Context
+from fhir_server.errors import FhirError, Issue
+from fhir_server.interactions.conditional import matching_ids
+from fhir_server.interactions.create import new_id
+from fhir_server.negotiation import FHIR_JSON, check_body_type
+from fhir_server.request import FhirRequest, FhirResponse
+from fhir_server.responses import written
+from fhir_server.routing import Route, route
+from fhir_server.store.base import StoreTx
+from fhir_server.writes import check_resource, parse_json_body, store_resource
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_HEADER_FIELDS = {
+    "ifMatch": "if-match",
+    "ifNoneMatch": "if-none-match",
+    "ifNoneExist": "if-none-exist",
+    "ifModifiedSince": "if-modified-since",
+}
+
+
+@dataclass
+class _Entry:
+    index: int
+    method: str
+    url: str
+    path: str
+    query: list[tuple[str, str]]
+    full_url: str | None
+    resource: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+    assigned_id: str | None = None  # POST: the id it will get
+    existing_id: str | None = None  # conditional POST that matched
+
+
+def process_bundle(ctx: Context, req: FhirRequest, _route: Route) -> FhirResponse:
+    """POST [base] with a transaction or batch Bundle."""
+    check_body_type(req, {FHIR_JSON, "application/json"})
+    bundle = parse_json_body(req.body)
+    if bundle.get("resourceType") != "Bundle":
+        raise FhirError.of(400, "invalid", "POST to the base URL takes a Bundle", "resourceType")
+    btype = bundle.get("type")
+    if btype not in ("transaction", "batch"):
+        raise FhirError.of(
+            400, "invalid", f"Bundle.type must be transaction or batch, not '{btype}'",
+            "Bundle.type",
+        )
+    raw_entries = bundle.get("entry", [])
+    if not isinstance(raw_entries, list):
+        raise FhirError.of(400, "structure", "Bundle.entry must be an array", "Bundle.entry")
+    if btype == "transaction":
+        entries = [_parse_entry(req, i, e) for i, e in enumerate(raw_entries)]
+        responses = _transaction(ctx, req, entries)
+    else:
+        responses = _batch(ctx, req, raw_entries)
+    return FhirResponse(
+        200,
+        resource={"resourceType": "Bundle", "type": f"{btype}-response", "entry": responses},
+    )
+
+
+def _fail(index: int, message: str, status: int = 400, code: str = "invalid") -> FhirError:
+    return FhirError.of(status, code, f"Bundle.entry[{index}]: {message}",
+                        f"Bundle.entry[{index}]")
+
+
+def _parse_entry(req: FhirRequest, index: int, raw: Any) -> _Entry:
+    if not isinstance(raw, dict):
+        raise _fail(index, "an entry must be a JSON object", code="structure")
+    request = raw.get("request")
+    if not isinstance(request, dict):
+        raise _fail(index, "entry.request (method and url) is required", code="required")
+    method = str(request.get("method", "")).upper()
+    url = request.get("url")
+    if method not in _ORDER or not isinstance(url, str) or not url:
+        raise _fail(index, f"entry.request needs a method (GET, POST, PUT, PATCH, DELETE) and "
+                           f"a url; got {method or '(none)'} {url!r}")
+    if url.startswith(req.base_url + "/"):
+        url = url[len(req.base_url) + 1:]
+    parts = urlsplit(url)
+    resource = raw.get("resource")
+    if resource is not None and not isinstance(resource, dict):
+        raise _fail(index, "entry.resource must be a JSON object", code="structure")
+    if method in ("POST", "PUT", "PATCH") and resource is None:
+        raise _fail(index, f"a {method} entry needs a resource", code="required")
+    headers = {h: str(request[f]) for f, h in _HEADER_FIELDS.items() if f in request}
+    full_url = raw.get("fullUrl") if isinstance(raw.get("fullUrl"), str) else None
+    return _Entry(index, method, url, parts.path.strip("/"),
+                  parse_qsl(parts.query, keep_blank_values=True), full_url, resource, headers)
+
+
+def _status(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _response_entry(req: FhirRequest, resp: FhirResponse) -> dict[str, Any]:
+    response: dict[str, Any] = {"status": _status(resp.status)}
+    h = resp.headers
+    if "Location" in h or "Content-Location" in h:
+        response["location"] = h.get("Location", h.get("Content-Location"))
+    if "ETag" in h:
+        response["etag"] = h["ETag"]
+    if "Last-Modified" in h and resp.raw is not None:
+        meta = orjson.loads(resp.raw).get("meta", {})
+        if "lastUpdated" in meta:
+            response["lastModified"] = meta["lastUpdated"]
+    out: dict[str, Any] = {}
+    location = response.get("location")
+    if location and "/_history/" in location and resp.status < 300:
+        out["fullUrl"] = location.split("/_history/")[0]
+    if resp.raw is not None:
+        out["resource"] = orjson.Fragment(resp.raw)
+    elif resp.resource is not None:
+        if resp.resource.get("resourceType") == "OperationOutcome":
+            response["outcome"] = resp.resource
+        else:
+            out["resource"] = resp.resource
+    out["response"] = response
+    return out
+
+
+def _sub_request(req: FhirRequest, e: _Entry, body: bytes) -> FhirRequest:
+    headers = {"prefer": req.header("prefer") or "", **e.headers}
+    if e.method == "PATCH":
+        headers["content-type"] = "application/json-patch+json"
+    elif body:
+        headers["content-type"] = FHIR_JSON
+    return FhirRequest(e.method, e.path, e.query, headers, body, req.base_url)
+
+
+def _patch_body(e: _Entry) -> bytes:
+    """A PATCH entry carries its JSON Patch as a Binary (https://hl7.org/fhir/R4/http.html#patch)."""
+    res = e.resource or {}
+    if res.get("resourceType") != "Binary" or not isinstance(res.get("data"), str):
+        raise _fail(e.index, "a PATCH entry's resource must be a Binary holding a JSON Patch",
+                    status=400, code="not-supported")
+    try:
+        return base64.b64decode(res["data"], validate=True)
+    except ValueError as exc:
+        raise _fail(e.index, f"Binary.data is not base64: {exc}") from exc
+
+
+def _dispatch(ctx: Context, req: FhirRequest, e: _Entry, body: bytes) -> FhirResponse:
+    from fhir_server.interactions.registry import interactions
+
+    sub = _sub_request(req, e, body)
+    r = route(sub.method, sub.path)
+    if r.interaction in ("bundle", "history-system", "search-system") and e.method != "GET":
+        raise _fail(e.index, f"{e.method} {e.url} is not allowed inside a Bundle")
+    return interactions()[r.interaction].handler(ctx, sub, r)
+
+
+# -- transaction ---------------------------------------------------------------------------
+
+
+def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[dict[str, Any]]:
+    targets: set[str] = set()
+    for e in entries:
+        if e.method in ("PUT", "DELETE", "PATCH") and not e.query:
+            if e.path in targets:
+                raise _fail(e.index, f"{e.path} appears twice in one transaction")
+            targets.add(e.path)
+        if e.method in ("POST", "PUT") and e.resource is not None:
+            check_resource_at(e)
+    results: dict[int, FhirResponse] = {}
+    with ctx.store.transaction() as tx:
+        tctx = ctx.within(tx)
+        mapping = _assign_ids(tctx, tx, entries)
+        for e in entries:
+            if e.resource is not None and e.method != "PATCH":
+                e.resource = _rewrite(tctx, tx, e, e.resource, mapping)
+        for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
+            try:
+                results[e.index] = _run_transaction_entry(tctx, req, tx, e)
+            except FhirError as err:
+                msg = "; ".join(i.diagnostics for i in err.issues)
+                raise FhirError(
+                    err.status,
+                    [Issue("error", err.issues[0].code if err.issues else "processing",
+                           f"Bundle.entry[{e.index}] ({e.method} {e.url}): {msg}",
+                           (f"Bundle.entry[{e.index}]",))],
+                ) from err
+            if e.method in ("GET", "HEAD") and results[e.index].status >= 400:
+                raise _fail(e.index, f"GET {e.url} failed", status=results[e.index].status)
+    return [_response_entry(req, results[e.index]) for e in entries]
+
+
+def check_resource_at(e: _Entry) -> None:
+    """Validate an entry's resource; issue paths start at the entry."""
+    assert e.resource is not None
+    try:
+        check_resource(e.resource, e.path.split("/")[0] if e.path else None)
+    except FhirError as err:
+        prefix = f"Bundle.entry[{e.index}].resource"
+        rtype = str(e.resource.get("resourceType"))
+
+        def at(expr: str) -> str:
+            return prefix + expr[len(rtype):] if expr.startswith(rtype) else f"{prefix}.{expr}"
+
+        raise FhirError(
+            err.status,
+            [Issue(i.severity, i.code, f"{prefix}: {i.diagnostics}",
+                   tuple(at(x) for x in i.expression)) for i in err.issues],
+        ) from err
+
+
+def _assign_ids(ctx: Context, tx: StoreTx, entries: list[_Entry]) -> dict[str, str]:
+    """fullUrl -> "Type/id" for every entry that creates or updates a resource."""
+    mapping: dict[str, str] = {}
+    for e in entries:
+        res_type = e.path.split("/")[0]
+        if e.method == "POST":
+            cond = e.headers.get("if-none-exist")
+            if cond:
+                ids = matching_ids(ctx, tx, res_type, cond)
+                if len(ids) > 1:
+                    raise _fail(e.index, f"ifNoneExist '{cond}' matches {len(ids)} resources",
+                                status=412, code="multiple-matches")
+                if ids:
+                    e.existing_id = ids[0]
+            e.assigned_id = e.existing_id or new_id()
+            ref = f"{res_type}/{e.assigned_id}"
+        elif e.method == "PUT" and e.query:
+            ids = matching_ids(ctx, tx, res_type, _query_string(e))
+            if len(ids) > 1:
+                raise _fail(e.index, f"{e.url} matches {len(ids)} resources",
+                            status=412, code="multiple-matches")
+            rid = ids[0] if ids else str((e.resource or {}).get("id") or new_id())
+            e.path, e.query = f"{res_type}/{rid}", []
+            if e.resource is not None:
+                e.resource = {**e.resource, "id": rid}
+            ref = e.path
+        elif e.method == "PUT":
+            ref = e.path
+        else:
+            continue
+        if e.full_url:
+            mapping[e.full_url] = ref
+    return mapping
+
+
+def _query_string(e: _Entry) -> str:
+    return urlencode(e.query)
+
+
+def _rewrite(ctx: Context, tx: StoreTx, e: _Entry, value: Any, mapping: dict[str, str]) -> Any:
+    """References to urn:uuid fullUrls and conditional references become Type/id."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "reference" and isinstance(v, str):
+                out[k] = _resolve(ctx, tx, e, v, mapping)
+            else:
+                out[k] = _rewrite(ctx, tx, e, v, mapping)
+        return out
+    if isinstance(value, list):
+        return [_rewrite(ctx, tx, e, v, mapping) for v in value]
+    return value
+
+
+def _resolve(ctx: Context, tx: StoreTx, e: _Entry, ref: str, mapping: dict[str, str]) -> str:
+    if ref in mapping:
+        return mapping[ref]
+    if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
+        return ref  # not in this Bundle: left as the client wrote it
+    if "?" in ref and "/" not in ref.split("?")[0]:
+        res_type = ref.split("?")[0]
+        ids = matching_ids(ctx, tx, res_type, ref)
+        if len(ids) != 1:
+            raise _fail(e.index, f"conditional reference '{ref}' matches {len(ids)} resources",
+                        status=412, code="multiple-matches" if ids else "not-found")
+        return f"{res_type}/{ids[0]}"
+    return ref
+
+
+def _run_transaction_entry(
+    ctx: Context, req: FhirRequest, tx: StoreTx, e: _Entry
+) -> FhirResponse:
+    if e.method == "POST":
+        res_type = e.path.split("/")[0]
+        r = route("POST", e.path)
+        if r.interaction != "create" or e.resource is None:
+            raise _fail(e.index, f"POST {e.url} is not a create")
+        assert e.assigned_id
+        if e.existing_id:
+            existing = tx.read(res_type, e.existing_id)
+            assert existing is not None
+            return written(_sub_request(req, e, b""), existing, 200, "Matched existing resource")
+        stored = store_resource(ctx, tx, e.resource, e.assigned_id, None, "POST")
+        return written(_sub_request(req, e, b""), stored, 201, f"Created {res_type}")
+    body = b""
+    if e.method == "PATCH":
+        body = _patch_body(e)
+    elif e.resource is not None:
+        body = orjson.dumps(e.resource)
+    return _dispatch(ctx, req, e, body)
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+
+def _batch(ctx: Context, req: FhirRequest, raw_entries: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for i, raw in enumerate(raw_entries):
+        try:
+            e = _parse_entry(req, i, raw)
+            body = b""
+            if e.method == "PATCH":
+                body = _patch_body(e)
+            elif e.resource is not None:
+                body = orjson.dumps(e.resource)
+            resp = _dispatch(ctx, req, e, body)
+        except FhirError as err:
+            resp = FhirResponse(err.status, resource=err.outcome())
+        out.append(_response_entry(req, resp))
+    return out

@@ -1,0 +1,56 @@
+"""Framework-free request and response objects.
+
+The dispatcher turns a FhirRequest into a FhirResponse; only fhir_server.web knows Flask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FhirRequest:
+    """One HTTP request against the FHIR base, as the dispatcher sees it."""
+
+    method: str  # GET, POST, PUT, PATCH, DELETE, HEAD
+    path: str  # path below the FHIR base, without leading slash: "Patient/123/_history/2"
+    query: list[tuple[str, str]] = field(default_factory=list)  # decoded, in order
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+    base_url: str = "http://localhost:8080/fhir"  # absolute base URL, no trailing slash
+
+    def header(self, name: str) -> str | None:
+        """A request header by case-insensitive name."""
+        return self.headers.get(name.lower())
+
+    def param(self, name: str) -> str | None:
+        """First query parameter of that name."""
+        for k, v in self.query:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def prefer(self) -> dict[str, str]:
+        """The Prefer header as a dict (https://hl7.org/fhir/R4/http.html#ops)."""
+        out: dict[str, str] = {}
+        raw = self.header("prefer") or ""
+        for part in raw.replace(";", ",").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            k, _, v = part.partition("=")
+            out[k.strip().lower()] = v.strip().strip('"')
+        return out
+
+
+@dataclass
+class FhirResponse:
+    """What to answer. `resource` is a JSON-able dict; `raw` is pre-serialised JSON bytes
+    (stored bodies are served as they are); at most one of them is set."""
+
+    status: int
+    resource: dict[str, Any] | None = None
+    raw: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,123 @@
+"""The storage interface every backend implements.
+
+One row per current resource and one per version (https://hl7.org/fhir/R4/http.html#history);
+index rows for search are written in the same database transaction as the version they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fhir_server.store.dialect import Dialect
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One version of a resource as stored. `body` is the exact JSON served (None when deleted)."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated_us: int  # microseconds since the Unix epoch, UTC
+    deleted: bool
+    body: bytes | None
+    method: str = "PUT"  # POST | PUT | PATCH | DELETE: the interaction that made this version
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Selects versions for a history interaction (https://hl7.org/fhir/R4/http.html#history)."""
+
+    res_type: str | None = None
+    res_id: str | None = None
+    since_us: int | None = None  # _since: versions updated at or after
+    at_range: tuple[int, int] | None = None  # _at: versions current at some time in [lo, hi]
+    until_us: int | None = None  # versions made at or before (keeps pages stable while writing)
+    count: int = 50
+    offset: int = 0
+
+
+class Queryable(Protocol):
+    """Anything that runs read SQL: a store (any connection) or an open transaction."""
+
+    dialect: Dialect
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run `sql` (with `?` placeholders) and return all rows."""
+        ...
+
+
+class StoreTx(Queryable, Protocol):
+    """An open, atomic unit of writes: everything commits together or nothing does."""
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        """Current version (possibly a deletion), or None if the id never existed."""
+        ...
+
+    def lock(self, key: str) -> None:
+        """Serialise with other transactions taking the same key until this one ends."""
+        ...
+
+    def put(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        body: bytes,
+        version: int,
+        method: str,
+        last_updated_us: int,
+    ) -> StoredResource:
+        """Write version `version` (the caller saw version - 1 as current, 0 if none) whose
+        serialised JSON is `body` and parsed form `resource`, and re-index it. If another writer
+        got there first, raise VersionConflict."""
+        ...
+
+    def delete(
+        self, res_type: str, res_id: str, version: int, last_updated_us: int
+    ) -> StoredResource:
+        """Record deletion version `version` (as put) and drop the resource's index rows."""
+        ...
+
+    def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
+        """Current versions by row key (for search results), seeing this transaction's writes."""
+        ...
+
+
+class VersionConflict(Exception):
+    """Another writer changed the resource since the caller read it."""
+
+
+class ResourceStore(Queryable, Protocol):
+    """A FHIR resource store: SQLite and PostgreSQL implement it."""
+
+    def transaction(self) -> AbstractContextManager[StoreTx]:
+        """Open a write transaction; leaving the block commits, an exception rolls back."""
+        ...
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        """Current version (possibly a deletion), or None."""
+        ...
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        """One version from history, or None."""
+        ...
+
+    def history(self, q: HistoryQuery) -> tuple[list[StoredResource], int]:
+        """Versions newest first, and the total count matching."""
+        ...
+
+    def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
+        """Current versions by row key (for search results)."""
+        ...
+
+    def reindex(self, res_type: str | None = None) -> Iterator[int]:
+        """Rebuild index rows; yields a running count."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

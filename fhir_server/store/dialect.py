@@ -1,0 +1,60 @@
+"""SQL dialects: the few places where SQLite and PostgreSQL SQL differ.
+
+Storage and search build one SQL text per statement with `?` placeholders; the
+dialect rewrites it for the driver (psycopg uses `%s`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL of two backends."""
+
+    name: str
+    autoinc_pk: str  # DDL for an auto-increment integer primary key column
+    json_type: str  # column type of resource bodies
+    bool_true: str
+    bool_false: str
+    text_type: str = "TEXT"
+    bigint_type: str = "BIGINT"
+    real_type: str = "DOUBLE PRECISION"
+
+    def sql(self, text: str) -> str:
+        """Return `text` with `?` placeholders in this driver's style."""
+        if self.name == "postgresql":
+            return text.replace("%", "%%").replace("?", "%s")
+        return text
+
+    def json_param(self, body: bytes) -> object:
+        """The driver parameter that stores JSON bytes `body` in a `json_type` column."""
+        if self.name == "postgresql":
+            return body.decode("utf-8")
+        return body
+
+    def json_select(self, column: str) -> str:
+        """SQL expression that reads a JSON body column back as text/bytes."""
+        if self.name == "postgresql":
+            return f"{column}::text"
+        return column
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    autoinc_pk="INTEGER PRIMARY KEY AUTOINCREMENT",
+    json_type="BLOB",
+    bool_true="1",
+    bool_false="0",
+    real_type="REAL",
+    bigint_type="INTEGER",
+)
+
+POSTGRESQL = Dialect(
+    name="postgresql",
+    autoinc_pk="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    json_type="JSONB",
+    bool_true="TRUE",
+    bool_false="FALSE",
+)

@@ -1,0 +1,134 @@
+"""The PostgreSQL store (JSONB bodies, psycopg 3 with a connection pool).
+
+Stateless: every fact lives in the database, so several server processes can share one
+database. Conditional writes serialise on transaction-scoped advisory locks.
+https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from fhir_server.store.base import HistoryQuery, StoredResource, StoreTx
+from fhir_server.store.dialect import POSTGRESQL
+from fhir_server.store.schema import resource_ddl
+from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
+
+# Serialises concurrent schema creation by several starting processes.
+_DDL_LOCK_KEY = 0x7E1EF41
+
+
+def _ops_for(conn: psycopg.Connection[Any], tables: dict[str, tuple[str, ...]],
+             indexer: RowIndexer | None) -> SqlOps:
+    def execute(sql: str, args: Sequence[Any]) -> Any:
+        return conn.execute(sql, args, prepare=True)  # type: ignore[call-overload]
+
+    def executemany(sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(sql, rows)
+
+    return SqlOps(POSTGRESQL, execute, executemany, tables, indexer, (psycopg.IntegrityError,))
+
+
+class PostgresStore:
+    """ResourceStore over a PostgreSQL database given by a libpq URL."""
+
+    dialect = POSTGRESQL
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        index_tables: dict[str, tuple[str, ...]] | None = None,
+        index_ddl: list[str] | None = None,
+        indexer: RowIndexer | None = None,
+        min_size: int = 1,
+        max_size: int = 16,
+    ) -> None:
+        if index_tables is None:
+            from fhir_server.search.indexer import get_indexer
+            from fhir_server.search.schema import INDEX_TABLES
+            from fhir_server.search.schema import index_ddl as make_index_ddl
+
+            index_tables = INDEX_TABLES
+            index_ddl = make_index_ddl(POSTGRESQL)
+            indexer = get_indexer()
+        self._tables = index_tables
+        self._indexer = indexer
+        self._pool = psycopg_pool.ConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": False}
+        )
+        with self._pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+            for stmt in resource_ddl(POSTGRESQL) + list(index_ddl or []):
+                conn.execute(stmt)  # type: ignore[arg-type]
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as conn:
+            return _ops_for(conn, self._tables, self._indexer).query(sql, args)
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTx]:
+        with self._pool.connection() as conn:  # commits on normal exit, rolls back on error
+            yield PostgresTx(conn, _ops_for(conn, self._tables, self._indexer))
+
+    def _with_ops(self) -> Iterator[SqlOps]:
+        with self._pool.connection() as conn:
+            yield _ops_for(conn, self._tables, self._indexer)
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        for ops in self._with_ops():
+            return ops.read(res_type, res_id)
+        return None
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        for ops in self._with_ops():
+            return ops.vread(res_type, res_id, version)
+        return None
+
+    def history(self, q: HistoryQuery) -> tuple[list[StoredResource], int]:
+        for ops in self._with_ops():
+            return ops.history(q)
+        return [], 0
+
+    def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
+        for ops in self._with_ops():
+            return ops.load_bodies(pks)
+        return {}
+
+    def reindex(self, res_type: str | None = None) -> Iterator[int]:
+        def batch(after: int) -> int:
+            with self._pool.connection() as conn:
+                return _ops_for(conn, self._tables, self._indexer).reindex_batch(
+                    res_type, after, 500
+                )
+
+        return reindex_all(batch)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class PostgresTx:
+    """An open PostgreSQL transaction on one pooled connection."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, conn: psycopg.Connection[Any], ops: SqlOps) -> None:
+        self._conn = conn
+        self.read = ops.read
+        self.put = ops.put
+        self.delete = ops.delete
+        self.load_bodies = ops.load_bodies
+        self.query = ops.query
+
+    def lock(self, key: str) -> None:
+        """Take a transaction-scoped advisory lock on a 64-bit hash of `key`."""
+        h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (h,))

@@ -1,0 +1,41 @@
+"""Tables for resources and their versions (the index tables belong to fhir_server.search.schema).
+
+`resources` holds one row per current resource; `resource_versions` one row per version
+(https://hl7.org/fhir/R4/http.html#history). `pk` of `resources` is what index rows point at.
+"""
+
+from __future__ import annotations
+
+from fhir_server.store.dialect import Dialect
+
+
+def resource_ddl(d: Dialect) -> list[str]:
+    """DDL for the resource and version tables."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS resources (
+            pk {d.autoinc_pk},
+            res_type TEXT NOT NULL,
+            res_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            last_updated_us {d.bigint_type} NOT NULL,
+            deleted BOOLEAN NOT NULL,
+            body {d.json_type},
+            UNIQUE (res_type, res_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS resources_type_updated ON resources "
+        "(res_type, last_updated_us, pk)",
+        f"""CREATE TABLE IF NOT EXISTS resource_versions (
+            res_type TEXT NOT NULL,
+            res_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            last_updated_us {d.bigint_type} NOT NULL,
+            deleted BOOLEAN NOT NULL,
+            method TEXT NOT NULL,
+            body {d.json_type},
+            PRIMARY KEY (res_type, res_id, version)
+        )""",
+        "CREATE INDEX IF NOT EXISTS resource_versions_updated ON resource_versions "
+        "(last_updated_us)",
+        "CREATE INDEX IF NOT EXISTS resource_versions_type_updated ON resource_versions "
+        "(res_type, last_updated_us)",
+    ]

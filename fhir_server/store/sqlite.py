@@ -1,0 +1,143 @@
+"""The embedded SQLite store (WAL mode): `telefhir serve` needs nothing else installed.
+
+Each thread has its own connection; writes take the database write lock up front
+(BEGIN IMMEDIATE) so a transaction never fails half-way on a lock upgrade.
+https://www.sqlite.org/wal.html
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fhir_server.store.base import HistoryQuery, StoredResource, StoreTx
+from fhir_server.store.dialect import SQLITE
+from fhir_server.store.schema import resource_ddl
+from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
+
+
+class SqliteStore:
+    """ResourceStore over one SQLite file."""
+
+    dialect = SQLITE
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        index_tables: dict[str, tuple[str, ...]] | None = None,
+        index_ddl: list[str] | None = None,
+        indexer: RowIndexer | None = None,
+        synchronous: str = "FULL",
+    ) -> None:
+        if index_tables is None:
+            from fhir_server.search.indexer import get_indexer
+            from fhir_server.search.schema import INDEX_TABLES
+            from fhir_server.search.schema import index_ddl as make_index_ddl
+
+            index_tables, index_ddl, indexer = INDEX_TABLES, make_index_ddl(SQLITE), get_indexer()
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._tables = index_tables
+        self._indexer = indexer
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        for stmt in resource_ddl(SQLITE) + list(index_ddl or []):
+            conn.execute(stmt)
+        conn.execute("COMMIT")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")
+            self._local.conn = conn
+            self._local.ops = self._make_ops(conn)
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _make_ops(self, conn: sqlite3.Connection) -> SqlOps:
+        def executemany(sql: str, rows: list[tuple[Any, ...]]) -> None:
+            conn.executemany(sql, rows)
+
+        return SqlOps(
+            SQLITE, conn.execute, executemany, self._tables, self._indexer,
+            (sqlite3.IntegrityError,),
+        )
+
+    def _ops(self) -> SqlOps:
+        self._conn()
+        ops: SqlOps = self._local.ops
+        return ops
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._ops().query(sql, args)
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTx]:
+        conn = self._conn()
+        if conn.in_transaction:
+            raise RuntimeError("nested store transaction on one thread")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield SqliteTx(self._ops())
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(self, res_type: str, res_id: str) -> StoredResource | None:
+        return self._ops().read(res_type, res_id)
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        return self._ops().vread(res_type, res_id, version)
+
+    def history(self, q: HistoryQuery) -> tuple[list[StoredResource], int]:
+        return self._ops().history(q)
+
+    def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
+        return self._ops().load_bodies(pks)
+
+    def reindex(self, res_type: str | None = None) -> Iterator[int]:
+        def batch(after: int) -> int:
+            with self.transaction():
+                return self._ops().reindex_batch(res_type, after, 500)
+
+        return reindex_all(batch)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+class SqliteTx:
+    """An open SQLite write transaction (BEGIN IMMEDIATE already holds the write lock)."""
+
+    dialect = SQLITE
+
+    def __init__(self, ops: SqlOps) -> None:
+        self._ops = ops
+        self.read = ops.read
+        self.put = ops.put
+        self.delete = ops.delete
+        self.load_bodies = ops.load_bodies
+        self.query = ops.query
+
+    def lock(self, key: str) -> None:
+        """Writers are already serialised by SQLite's database write lock."""
