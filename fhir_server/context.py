@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cache
 from typing import TYPE_CHECKING
 
 from fhir_server.config import Config
@@ -26,17 +26,14 @@ class Context:
     hooks: Hooks
     tx: StoreTx | None = None
 
-    @cached_property
+    @property
     def search_engine(self) -> SearchEngine:
-        from fhir_server.search.engine import SearchEngine
-
-        return SearchEngine()
+        """The process-wide search engine (stateless; its compiled registries are shared)."""
+        return _search_engine()
 
     def within(self, tx: StoreTx) -> Context:
         """This context with every write going to `tx`."""
-        ctx = replace(self, tx=tx)
-        ctx.__dict__["search_engine"] = self.search_engine
-        return ctx
+        return replace(self, tx=tx)
 
     @contextmanager
     def writing(self) -> Iterator[StoreTx]:
@@ -51,3 +48,10 @@ class Context:
     def reader(self) -> Queryable:
         """Where reads go: the open transaction (to see its writes) or the store."""
         return self.tx if self.tx is not None else self.store
+
+
+@cache
+def _search_engine() -> SearchEngine:
+    from fhir_server.search.engine import SearchEngine
+
+    return SearchEngine()

@@ -54,7 +54,12 @@ class StoreTx(Queryable, Protocol):
     """An open, atomic unit of writes: everything commits together or nothing does."""
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
-        """Current version (possibly a deletion), or None if the id never existed."""
+        """Current version (possibly a deletion), or None if the id never existed; the row stays
+        locked against other writers until the transaction ends."""
+        ...
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
+        """One version from history, or None."""
         ...
 
     def lock(self, key: str) -> None:

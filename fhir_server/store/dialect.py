@@ -18,6 +18,7 @@ class Dialect:
     json_type: str  # column type of resource bodies
     bool_true: str
     bool_false: str
+    for_update: str = ""  # row lock clause for reads that precede a write
     text_type: str = "TEXT"
     bigint_type: str = "BIGINT"
     real_type: str = "DOUBLE PRECISION"
@@ -57,4 +58,5 @@ POSTGRESQL = Dialect(
     json_type="JSONB",
     bool_true="TRUE",
     bool_false="FALSE",
+    for_update=" FOR UPDATE",
 )

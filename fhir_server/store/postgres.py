@@ -122,7 +122,8 @@ class PostgresTx:
 
     def __init__(self, conn: psycopg.Connection[Any], ops: SqlOps) -> None:
         self._conn = conn
-        self.read = ops.read
+        self.read = ops.read_for_update
+        self.vread = ops.vread
         self.put = ops.put
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies

@@ -108,6 +108,15 @@ class SqlOps:
         ).fetchone()
         return _stored(row) if row else None
 
+    def read_for_update(self, res_type: str, res_id: str) -> StoredResource | None:
+        """Current version, row-locked until the transaction ends where the dialect can."""
+        row = self.run(
+            f"SELECT {_CURRENT_COLS}, {self._body} FROM resources "
+            f"WHERE res_type = ? AND res_id = ?{self.dialect.for_update}",
+            (res_type, res_id),
+        ).fetchone()
+        return _stored(row) if row else None
+
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
         row = self.run(
             f"SELECT {_CURRENT_COLS}, {self._body}, method FROM resource_versions "

@@ -133,7 +133,8 @@ class SqliteTx:
 
     def __init__(self, ops: SqlOps) -> None:
         self._ops = ops
-        self.read = ops.read
+        self.read = ops.read_for_update
+        self.vread = ops.vread
         self.put = ops.put
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies

@@ -29,6 +29,9 @@ def fhir_blueprint(base_path: str, public_base_url: str | None) -> Blueprint:
             base_url=base,
         )
         resp = dispatcher.handle(req)
-        return Response(render(req, resp), status=resp.status, headers=resp.headers)
+        out = Response(render(req, resp), status=resp.status, headers=resp.headers)
+        if "Content-Type" not in resp.headers:
+            del out.headers["Content-Type"]
+        return out
 
     return bp
