@@ -60,7 +60,8 @@ def check_body_type(req: FhirRequest, allowed: set[str]) -> None:
         return
     raise FhirError.of(
         415, "not-supported",
-        f"Content-Type '{ctype or '(none)'}' is not supported here; use {', '.join(sorted(allowed))}",
+        f"Content-Type '{ctype or '(none)'}' is not supported here; "
+        f"use {', '.join(sorted(allowed))}",
     )
 
 

@@ -27,7 +27,7 @@ _DDL_LOCK_KEY = 0x7E1EF41
 def _ops_for(conn: psycopg.Connection[Any], tables: dict[str, tuple[str, ...]],
              indexer: RowIndexer | None) -> SqlOps:
     def execute(sql: str, args: Sequence[Any]) -> Any:
-        return conn.execute(sql, args, prepare=True)  # type: ignore[call-overload]
+        return conn.execute(sql, args, prepare=True)
 
     def executemany(sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cur:
@@ -67,7 +67,7 @@ class PostgresStore:
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
             for stmt in resource_ddl(POSTGRESQL) + list(index_ddl or []):
-                conn.execute(stmt)  # type: ignore[arg-type]
+                conn.execute(stmt)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
@@ -131,5 +131,6 @@ class PostgresTx:
 
     def lock(self, key: str) -> None:
         """Take a transaction-scoped advisory lock on a 64-bit hash of `key`."""
-        h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        h = int.from_bytes(digest, "big", signed=True)
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (h,))

@@ -30,8 +30,6 @@ class RowIndexer(Protocol):
 class Cursorish(Protocol):
     """The part of a DB-API cursor the stores use."""
 
-    rowcount: int
-
     def fetchall(self) -> list[Any]: ...
 
     def fetchone(self) -> Any: ...

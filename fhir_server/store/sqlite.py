@@ -70,11 +70,14 @@ class SqliteStore:
         return conn
 
     def _make_ops(self, conn: sqlite3.Connection) -> SqlOps:
+        def execute(sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+            return conn.execute(sql, args)
+
         def executemany(sql: str, rows: list[tuple[Any, ...]]) -> None:
             conn.executemany(sql, rows)
 
         return SqlOps(
-            SQLITE, conn.execute, executemany, self._tables, self._indexer,
+            SQLITE, execute, executemany, self._tables, self._indexer,
             (sqlite3.IntegrityError,),
         )
 
