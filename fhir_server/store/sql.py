@@ -30,6 +30,9 @@ class RowIndexer(Protocol):
 class Cursorish(Protocol):
     """The part of a DB-API cursor the stores use."""
 
+    @property
+    def description(self) -> Any: ...
+
     def fetchall(self) -> list[Any]: ...
 
     def fetchone(self) -> Any: ...
@@ -93,8 +96,11 @@ class SqlOps:
         return self._execute(self.dialect.sql(sql), args)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Execute `?`-style SQL and fetch every row."""
-        return [tuple(r) for r in self.run(sql, args).fetchall()]
+        """Execute `?`-style SQL and fetch every row (none for statements without rows)."""
+        cur = self.run(sql, args)
+        if cur.description is None:
+            return []
+        return [tuple(r) for r in cur.fetchall()]
 
     # -- reads ---------------------------------------------------------------------------
 

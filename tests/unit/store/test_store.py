@@ -1,0 +1,99 @@
+"""The ResourceStore contract on both backends: versions, optimistic concurrency, history,
+atomic transactions and index rows kept in step with the current version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_server.search.schema import INDEX_TABLES
+from fhir_server.store.base import HistoryQuery, ResourceStore, VersionConflict
+
+
+def _put(store: ResourceStore, rid: str, version: int, body: dict[str, Any], at: int) -> None:
+    resource = {"resourceType": "Patient", "id": rid, **body}
+    with store.transaction() as tx:
+        tx.put("Patient", rid, resource, orjson.dumps(resource), version, "PUT", at)
+
+
+def _index_rows(store: ResourceStore, rid: str) -> int:
+    pk = store.query("SELECT pk FROM resources WHERE res_type = ? AND res_id = ?",
+                     ("Patient", rid))[0][0]
+    return sum(
+        int(store.query(f"SELECT COUNT(*) FROM {t} WHERE res_pk = ?", (pk,))[0][0])
+        for t in INDEX_TABLES
+    )
+
+
+def test_versions_and_reads(store: ResourceStore) -> None:
+    _put(store, "p1", 1, {"gender": "male"}, 1_000)
+    _put(store, "p1", 2, {"gender": "female"}, 2_000)
+    cur = store.read("Patient", "p1")
+    assert cur and cur.version == 2 and not cur.deleted and cur.last_updated_us == 2_000
+    assert cur.body and orjson.loads(cur.body)["gender"] == "female"
+    v1 = store.vread("Patient", "p1", 1)
+    assert v1 and v1.body and orjson.loads(v1.body)["gender"] == "male"
+    assert store.vread("Patient", "p1", 3) is None
+    assert store.read("Patient", "nope") is None
+
+
+def test_stale_writer_gets_conflict_and_nothing_is_written(store: ResourceStore) -> None:
+    _put(store, "p1", 1, {}, 1_000)
+    _put(store, "p1", 2, {}, 2_000)
+    with pytest.raises(VersionConflict):
+        _put(store, "p1", 2, {"gender": "other"}, 3_000)
+    with pytest.raises(VersionConflict):
+        _put(store, "p1", 1, {}, 3_000)  # a second create of the same id
+    cur = store.read("Patient", "p1")
+    assert cur and cur.version == 2
+    assert store.history(HistoryQuery(res_type="Patient", res_id="p1"))[1] == 2
+
+
+def test_transaction_rolls_back_everything(store: ResourceStore) -> None:
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        res = {"resourceType": "Patient", "id": "a"}
+        tx.put("Patient", "a", res, orjson.dumps(res), 1, "POST", 1_000)
+        raise RuntimeError("boom")
+    assert store.read("Patient", "a") is None
+    assert store.history(HistoryQuery())[1] == 0
+
+
+def test_delete_keeps_history_and_drops_index_rows(store: ResourceStore) -> None:
+    _put(store, "p1", 1, {"name": [{"family": "Smith"}], "gender": "male"}, 1_000)
+    assert _index_rows(store, "p1") > 0
+    with store.transaction() as tx:
+        tx.delete("Patient", "p1", 2, 2_000)
+    cur = store.read("Patient", "p1")
+    assert cur and cur.deleted and cur.body is None and cur.version == 2
+    assert _index_rows(store, "p1") == 0
+    versions, total = store.history(HistoryQuery(res_type="Patient", res_id="p1"))
+    assert total == 2 and [v.version for v in versions] == [2, 1]
+    assert versions[0].method == "DELETE" and versions[0].deleted
+
+
+def test_history_since_at_and_paging(store: ResourceStore) -> None:
+    _put(store, "a", 1, {}, 1_000)
+    _put(store, "b", 1, {}, 2_000)
+    _put(store, "a", 2, {}, 3_000)
+    versions, total = store.history(HistoryQuery(since_us=2_000))
+    assert total == 2 and [(v.res_id, v.version) for v in versions] == [("a", 2), ("b", 1)]
+    # _at 2_500: a v1 and b v1 were current then
+    versions, _ = store.history(HistoryQuery(at_range=(2_500, 2_500)))
+    assert sorted((v.res_id, v.version) for v in versions) == [("a", 1), ("b", 1)]
+    page1, total = store.history(HistoryQuery(count=2))
+    page2, _ = store.history(HistoryQuery(count=2, offset=2))
+    assert total == 3 and len(page1) == 2 and len(page2) == 1
+    assert store.history(HistoryQuery(until_us=1_500))[1] == 1
+
+
+def test_reindex_rebuilds_rows(store: ResourceStore) -> None:
+    _put(store, "p1", 1, {"name": [{"family": "Smith"}]}, 1_000)
+    before = _index_rows(store, "p1")
+    with store.transaction() as tx:
+        for t in INDEX_TABLES:
+            tx.query(f"DELETE FROM {t}")  # rows gone, as after a definition change
+    assert _index_rows(store, "p1") == 0
+    assert list(store.reindex())
+    assert _index_rows(store, "p1") == before
