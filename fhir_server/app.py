@@ -7,11 +7,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+import orjson
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 
 from fhir_server.config import Config
 from fhir_server.context import Context
 from fhir_server.dispatcher import Dispatcher
+from fhir_server.errors import Issue, operation_outcome
 from fhir_server.hooks import Hooks
 from fhir_server.request import FhirRequest
 from fhir_server.store.base import ResourceStore
@@ -52,4 +55,15 @@ def create_app(config: Config | None = None, store: ResourceStore | None = None)
     app.extensions["telefhir.context"] = ctx
     app.extensions["telefhir.dispatcher"] = Dispatcher(ctx, capabilities)
     app.register_blueprint(fhir_blueprint(config.base_path, config.public_base_url))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        """Errors raised before the dispatcher (unknown path, body too large) as
+        OperationOutcomes too."""
+        status = exc.code or 500
+        code = {404: "not-found", 413: "too-long"}.get(status, "processing")
+        outcome = operation_outcome([Issue("error", code, exc.description or exc.name)])
+        return Response(orjson.dumps(outcome), status=status,
+                        content_type="application/fhir+json; charset=utf-8")
+
     return app
