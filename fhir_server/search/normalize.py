@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 from fhir_server.search.schema import DATE_MAX, DATE_MIN, MAX_TEXT
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 _DATE_RE = re.compile(
@@ -63,7 +63,7 @@ def date_range(value: str) -> tuple[int, int]:
     if g["H"] is not None and g["M"] is None:
         raise ValueError(f"a time needs hours and minutes: {value!r}")
     micro = int((frac + "000000")[:6]) if frac else 0
-    tz = timezone.utc
+    tz = UTC
     if g["tz"] and g["tz"] != "Z":
         sign = 1 if g["tz"][0] == "+" else -1
         hh, mm = int(g["tz"][1:3]), int(g["tz"][4:6])

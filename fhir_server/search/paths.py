@@ -29,9 +29,7 @@ _PATH2TYPE: dict[str, str] = _MODEL["path2Type"]
 _CHOICES: dict[str, list[str]] = _MODEL["choiceTypePaths"]
 _ELSEWHERE: dict[str, str] = _MODEL["pathsDefinedElsewhere"]
 _PARENT: dict[str, str] = _MODEL["type2Parent"]
-_BACKBONES = {p.rsplit(".", 1)[0] for p in _PATH2TYPE} | {
-    p.rsplit(".", 1)[0] for p in _CHOICES
-}
+_BACKBONES = {p.rsplit(".", 1)[0] for p in _PATH2TYPE} | {p.rsplit(".", 1)[0] for p in _CHOICES}
 
 PRIMITIVES = frozenset(
     "boolean integer string decimal uri url canonical base64Binary instant date dateTime time "
@@ -149,6 +147,9 @@ class _Parser:
 
     def primary(self) -> list[Op]:
         tok = self.take()
+        if tok == "%" and self.peek() == "resource":
+            self.take()
+            return [("root",)]
         if tok == "(":
             ops = self.chain()
             self.take(")")
@@ -290,6 +291,11 @@ def compile_branches(member: str, resource_type: str, base: str | None = None) -
     """Fast-path branches of one union member, absolute (rooted at `resource_type`) or relative
     to the model path `base`. Raises Unsupported when outside the subset."""
     ops = _Parser(member).parse()
+    if ops and ops[0] == ("root",):  # %resource: the resource the composite is on
+        return [
+            Branch((("root",), *b.ops), b.type, b.base)
+            for b in _expand(ops[1:], resource_type, resource_type)
+        ]
     if base is None:
         if not ops or ops[0][0] != "child":
             raise Unsupported("no root")
@@ -317,11 +323,14 @@ def ref_type(ref: Any) -> str | None:
     return t if isinstance(t, str) else None
 
 
-def run_ops(ops: tuple[Op, ...], start: list[Any]) -> list[Any]:
-    """Apply branch ops to a collection of JSON values."""
+def run_ops(ops: tuple[Op, ...], start: list[Any], root: Any = None) -> list[Any]:
+    """Apply branch ops to a collection of JSON values (`root`: the resource, for %resource)."""
     cur = start
     for op in ops:
         kind = op[0]
+        if kind == "root":
+            cur = [root] if root is not None else []
+            continue
         if kind == "get":
             key = op[1]
             nxt: list[Any] = []
@@ -389,7 +398,7 @@ def _fhirpath_extractor(member: str, resource_type: str) -> Extractor:
 
     def run(resource: dict[str, Any]) -> list[Typed]:
         with _FHIRPATH_LOCK:
-            values = fn(resource)
+            values = fn(resource, None)
         return [(None, v) for v in values if v is not None]
 
     return run
@@ -416,7 +425,9 @@ def compile_expression(expr: str, resource_type: str) -> Compiled | None:
         if not relative and root not in (resource_type, "Resource", "DomainResource"):
             continue
         try:
-            fast.extend(compile_branches(member, resource_type, resource_type if relative else None))
+            fast.extend(
+                compile_branches(member, resource_type, resource_type if relative else None)
+            )
         except Unsupported:
             extractors.append(_fhirpath_extractor(member, resource_type))
             slow.append(member)
@@ -437,19 +448,22 @@ def compile_expression(expr: str, resource_type: str) -> Compiled | None:
     return Compiled(union, tuple(slow))
 
 
+RelativeExtractor = Callable[[Any, dict[str, Any]], list[Typed]]
+
+
 @cache
-def compile_relative(expr: str, base: str) -> Extractor:
+def compile_relative(expr: str, base: str, resource_type: str) -> RelativeExtractor:
     """Extractor for a composite component expression relative to the model path `base`;
-    the extractor takes the element the composite's own expression selected."""
+    it takes the element the composite's own expression selected, and the resource."""
     branches: list[Branch] = []
     for member in split_union(expr):
-        branches.extend(compile_branches(member, "", base))
+        branches.extend(compile_branches(member, resource_type, base))
     plan = [(br.ops, br.type) for br in branches]
 
-    def run(element: dict[str, Any]) -> list[Typed]:
+    def run(element: Any, resource: dict[str, Any]) -> list[Typed]:
         out: list[Typed] = []
         for ops, typ in plan:
-            for v in run_ops(ops, [element]):
+            for v in run_ops(ops, [element], resource):
                 out.append((typ, v))
         return out
 

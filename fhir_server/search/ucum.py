@@ -125,7 +125,7 @@ def _parse(code: str) -> tuple[float, str] | None:
 
 def canonical(value: float, code: str) -> tuple[float, str] | None:
     """`value` `code` in canonical UCUM base units as (value, canonical code), or None when
-    the unit is outside the supported subset."""
+    the unit is outside the supported subset or dimensionless."""
     if code == "Cel":
         return _round(value + 273.15), "K"
     if code == "[degF]":
@@ -134,6 +134,8 @@ def canonical(value: float, code: str) -> tuple[float, str] | None:
     if parsed is None:
         return None
     factor, canon = parsed
+    if canon == "1":  # dimensionless ({score}, %, 1): compared as written, not as numbers of 1
+        return None
     return _round(value * factor), canon
 
 

@@ -18,6 +18,8 @@ from fhir_server.search.ucum import UCUM_SYSTEM, canonical
 from resources.search_parameters import resource_types
 
 EXACT_MAX = 1024
+CANONICAL_MARK = "urn:telefhir:ucum-canonical"
+"""System of composite quantity components stored in canonical UCUM units."""
 CURRENCY_SYSTEM = "urn:iso:std:iso:4217"
 
 _QUANTITY_TYPES = frozenset(
@@ -28,6 +30,16 @@ _STRING_PARTS = {
     "Address": ("line", "city", "district", "state", "postalCode", "country", "text"),
 }
 _REF_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
+def _items(x: Any) -> list[Any]:
+    """A JSON array as a list (anything else: empty)."""
+    return x if isinstance(x, list) else []
+
+
+def _obj(x: Any) -> dict[str, Any]:
+    """A JSON object as a dict (anything else: empty)."""
+    return x if isinstance(x, dict) else {}
 
 
 def guess_type(v: Any) -> str | None:
@@ -118,7 +130,7 @@ def token_values(typ: str | None, v: Any) -> list[tuple[str, str, str | None]]:
         return []
     out: list[tuple[str, str, str | None]] = []
     if typ == "CodeableConcept":
-        for c in v.get("coding") or ():
+        for c in _items(v.get("coding")):
             row = _coding(c)
             if row:
                 out.append(row)
@@ -166,7 +178,7 @@ def identifier_type_values(v: Any) -> list[tuple[str, str]]:
     t = v.get("type")
     out: list[tuple[str, str]] = []
     if isinstance(t, dict):
-        for c in t.get("coding") or ():
+        for c in _items(t.get("coding")):
             if isinstance(c, dict) and isinstance(c.get("code"), str):
                 system = c.get("system") if isinstance(c.get("system"), str) else ""
                 out.append((clip(f"{system}|{c['code']}"), clip(v["value"])))
@@ -197,7 +209,7 @@ def date_values(typ: str | None, v: Any) -> list[tuple[int, int]]:
             return []
         return [(start[0] if start else DATE_MIN, end[1] if end else DATE_MAX)]
     if typ == "Timing":
-        out = [r for r in (_date(e) for e in v.get("event") or ()) if r]
+        out = [r for r in (_date(e) for e in _items(v.get("event"))) if r]
         repeat = v.get("repeat")
         if isinstance(repeat, dict) and isinstance(repeat.get("boundsPeriod"), dict):
             out.extend(date_values("Period", repeat["boundsPeriod"]))
@@ -225,8 +237,8 @@ def number_values(typ: str | None, v: Any) -> list[tuple[float, float]]:
         return [(n, n)]
     if isinstance(v, dict):
         if "low" in v or "high" in v:
-            lo = _num((v.get("low") or {}).get("value"))
-            hi = _num((v.get("high") or {}).get("value"))
+            lo = _num(_obj(v.get("low")).get("value"))
+            hi = _num(_obj(v.get("high")).get("value"))
             if lo is None and hi is None:
                 return []
             return [(lo if lo is not None else NUM_MIN, hi if hi is not None else NUM_MAX)]
@@ -270,11 +282,11 @@ def quantity_values(typ: str | None, v: Any) -> list[QuantityRow]:
     if typ is None:
         typ = guess_type(v)
     if typ == "Range":
-        low, high = v.get("low") or {}, v.get("high") or {}
-        lo, hi = _num(low.get("value")), _num(high.get("value"))
+        low_q, high_q = _obj(v.get("low")), _obj(v.get("high"))
+        lo, hi = _num(low_q.get("value")), _num(high_q.get("value"))
         if lo is None and hi is None:
             return []
-        unit_of = low if lo is not None else high
+        unit_of = low_q if lo is not None else high_q
         return [
             _quantity_row(
                 unit_of, lo if lo is not None else NUM_MIN, hi if hi is not None else NUM_MAX
@@ -330,28 +342,35 @@ def reference_values(typ: str | None, v: Any) -> list[RefRow]:
     (https://hl7.org/fhir/R4/search.html#reference); canonical strings give only a URL."""
     if typ is None:
         typ = guess_type(v)
-    if isinstance(v, str):  # canonical / uri
+    if isinstance(v, str):  # canonical / uri: by URL, and by type/id when it has that shape
         url = v.split("|", 1)[0].strip()
-        return [(None, None, clip(url), None, None)] if url else []
+        if not url:
+            return []
+        shape = parse_reference(url)
+        if shape is not None and shape[0] is not None:
+            return [(shape[0], shape[1], clip(url), None, None)]
+        return [(None, None, clip(url), None, None)]
     if not isinstance(v, dict):
         return []
     if "resourceType" in v:  # Bundle.entry[0].resource
-        rid = v.get("id")
-        return [(v["resourceType"], rid, None, None, None)] if isinstance(rid, str) else []
+        rid, rtype = v.get("id"), v.get("resourceType")
+        ok = isinstance(rid, str) and isinstance(rtype, str)
+        return [(rtype, rid, None, None, None)] if ok else []
     parsed: tuple[str | None, str | None, str | None] | None = None
     ref = v.get("reference")
     if isinstance(ref, str):
         parsed = parse_reference(ref)
     ident = v.get("identifier")
-    id_system = id_value = None
+    id_system: str | None = None
+    id_value: str | None = None
     if isinstance(ident, dict) and isinstance(ident.get("value"), str):
         s = ident.get("system")
         id_system = clip(s) if isinstance(s, str) else ""
         id_value = clip(ident["value"])
     if parsed is None and id_value is None:
         return []
-    ttype, tid, url = parsed if parsed else (None, None, None)
-    return [(ttype, tid, url, id_system, id_value)]
+    ttype, tid, ref_url = parsed if parsed else (None, None, None)
+    return [(ttype, tid, ref_url, id_system, id_value)]
 
 
 def uri_values(typ: str | None, v: Any) -> list[str]:
@@ -366,7 +385,8 @@ CompRow = tuple[str | None, str | None, float | None, float | None]
 
 def component_values(param_type: str, typ: str | None, v: Any) -> list[CompRow]:
     """One composite component as (a, b, lo, hi) (https://hl7.org/fhir/R4/search.html#composite):
-    token (system, code), quantity (system, code in canonical units when known, value range),
+    token (system, code), quantity (system, code, value range; plus a second row
+    (CANONICAL_MARK, canonical code, canonical range) when the unit converts),
     date (-, -, low, high), number (-, -, low, high), string (normalised, exact),
     reference (type, id), uri (uri)."""
     if param_type == "token":
@@ -374,10 +394,9 @@ def component_values(param_type: str, typ: str | None, v: Any) -> list[CompRow]:
     if param_type == "quantity":
         out: list[CompRow] = []
         for s, c, _u, lo, hi, cc, clo, chi in quantity_values(typ, v):
+            out.append((s, c, lo, hi))
             if cc is not None:
-                out.append((UCUM_SYSTEM, cc, clo, chi))
-            else:
-                out.append((s, c, lo, hi))
+                out.append((CANONICAL_MARK, cc, clo, chi))
         return out
     if param_type == "date":
         return [(None, None, float(lo), float(hi)) for lo, hi in date_values(typ, v)]

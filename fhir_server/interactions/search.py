@@ -1,0 +1,137 @@
+"""The search interaction: a searchset Bundle (https://hl7.org/fhir/R4/http.html#search,
+https://hl7.org/fhir/R4/search.html, https://hl7.org/fhir/R4/bundle.html#searchset)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from fhir_server.errors import FhirError, operation_outcome
+from fhir_server.request import FhirRequest, FhirResponse
+from fhir_server.search.elements import subset
+from fhir_server.search.engine import SearchEngine, SearchResult, get_engine
+from fhir_server.search.parse import parse_search
+from fhir_server.store.base import Queryable, StoredResource
+from fhir_server.timeutil import now_us, to_instant
+from resources.compartments import compartment_resource_types, is_compartment_type
+
+
+class BodySource(Queryable, Protocol):
+    """Where search SQL runs and result bodies come from (a store or an open transaction)."""
+
+    def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
+        """Current versions by row key."""
+        ...
+
+
+class SearchContext(Protocol):
+    """What the search interaction needs from the server context."""
+
+    @property
+    def store(self) -> BodySource: ...
+
+
+def search(
+    ctx: SearchContext,
+    req: FhirRequest,
+    res_type: str | None,
+    compartment: tuple[str, str] | None,
+) -> FhirResponse:
+    """Search `res_type` (None: system level, or every type of the compartment)."""
+    source: BodySource = getattr(ctx, "reader", None) or ctx.store
+    engine: SearchEngine = getattr(ctx, "search_engine", None) or get_engine()
+    config = getattr(ctx, "config", None)
+    strict = req.prefer.get("handling") == "strict"
+    if compartment is not None and not is_compartment_type(compartment[0]):
+        raise FhirError.of(404, "not-found", f"{compartment[0]} has no compartment")
+    request = parse_search(
+        res_type,
+        req.query,
+        strict,
+        compartment,
+        req.base_url,
+        default_count=getattr(config, "default_page_size", 50),
+        max_count=getattr(config, "max_page_size", 1000),
+    )
+    if compartment is not None and not request.types:
+        request.types = compartment_resource_types(compartment[0])
+    result = engine.execute(source, request)
+    bundle = searchset(req, res_type, compartment, result, source)
+    return FhirResponse(200, resource=bundle)
+
+
+def _link(
+    req: FhirRequest,
+    res_type: str | None,
+    compartment: tuple[str, str] | None,
+    params: list[tuple[str, str]],
+) -> str:
+    path = req.base_url.rstrip("/")
+    if compartment is not None:
+        path += f"/{compartment[0]}/{quote(compartment[1], safe='')}/{res_type or '*'}"
+    elif res_type is not None:
+        path += f"/{res_type}"
+    if not params:
+        return path
+    return path + "?" + urlencode(params, safe=":|,/$*", quote_via=quote)
+
+
+def searchset(
+    req: FhirRequest,
+    res_type: str | None,
+    compartment: tuple[str, str] | None,
+    result: SearchResult,
+    source: BodySource,
+) -> dict[str, Any]:
+    """The searchset Bundle of one page."""
+    sr = result.request
+    base = req.base_url.rstrip("/")
+    applied = list(sr.applied)
+    self_params = applied + ([("_cursor", sr.cursor)] if sr.cursor else [])
+    links = [{"relation": "self", "url": _link(req, res_type, compartment, self_params)}]
+    if result.next_cursor:
+        url = _link(req, res_type, compartment, applied + [("_cursor", result.next_cursor)])
+        links.append({"relation": "next", "url": url})
+    if result.prev_cursor:
+        url = _link(req, res_type, compartment, applied + [("_cursor", result.prev_cursor)])
+        links.append({"relation": "previous", "url": url})
+    bodies = source.load_bodies(result.pks + result.include_pks) if result.pks else {}
+    entries: list[dict[str, Any]] = []
+    for pk, mode in [(p, "match") for p in result.pks] + [
+        (p, "include") for p in result.include_pks
+    ]:
+        stored = bodies.get(pk)
+        if stored is None or stored.body is None:
+            continue  # deleted between the search and the load
+        resource = subset(orjson.loads(stored.body), sr.summary, sr.elements)
+        entries.append(
+            {
+                "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
+                "resource": resource,
+                "search": {"mode": mode},
+            }
+        )
+    if result.warnings:
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": operation_outcome(result.warnings),
+                "search": {"mode": "outcome"},
+            }
+        )
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": to_instant(now_us())},
+        "type": "searchset",
+    }
+    if result.total is not None:
+        bundle["total"] = result.total
+    bundle["link"] = links
+    if entries:
+        bundle["entry"] = entries
+    return bundle

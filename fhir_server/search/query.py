@@ -1,0 +1,460 @@
+"""SearchRequest -> SQL over the index tables (https://hl7.org/fhir/R4/search.html).
+
+One ``pk IN (SELECT res_pk FROM idx_x ...)`` per parameter (each an index probe on
+(res_type, param, value...)), OR inside a parameter, AND across parameters; chains and _has are
+sub-selects over idx_reference joined to resources. Text uses ``?`` placeholders throughout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.search.indexer import OF_TYPE_SUFFIX, TABLE_OF_TYPE
+from fhir_server.search.model import (
+    Chain,
+    Clause,
+    CompositeValue,
+    Criterion,
+    DateValue,
+    Has,
+    IdentifierValue,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    SearchRequest,
+    SortKey,
+    StringValue,
+    TextValue,
+    TokenValue,
+    UriValue,
+    Value,
+)
+from fhir_server.search.schema import DATE_MAX, DATE_MIN
+from fhir_server.search.values import CANONICAL_MARK
+from fhir_server.store.dialect import Dialect
+from resources.compartments import SELF, compartment_params
+from resources.search_parameters import SearchParameter, resource_types
+
+TEXT_LAST = "\U0010ffff"  # sorts after any text: nulls last in ascending text sorts
+INT_LAST = DATE_MAX + 1
+REAL_LAST = 9e307
+_US_PER_DAY = 86_400_000_000
+
+
+@dataclass
+class Sql:
+    """SQL text with `?` placeholders and its arguments, in order."""
+
+    text: str
+    args: list[Any] = field(default_factory=list)
+
+
+def prefix_upper(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with `prefix` (None: no bound)."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF and not 0xD7FF <= last < 0xE000:
+            return prefix[:-1] + chr(last + 1)
+        prefix = prefix[:-1]
+    return None
+
+
+def like_escape(text: str) -> str:
+    """Escape LIKE wildcards (the queries say ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def uri_ancestors(uri: str) -> list[str]:
+    """`uri` and its prefixes at '/' boundaries, for :above."""
+    out = [uri]
+    cut = uri.rstrip("/")
+    while "/" in cut:
+        cut = cut.rsplit("/", 1)[0]
+        if cut.endswith(":/") or cut.endswith(":"):
+            break
+        out.append(cut)
+    return out
+
+
+class QueryBuilder:
+    """Builds SQL for one SearchRequest; aliases are numbered so sub-selects can nest."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.d = dialect
+        self.n = 0
+
+    def _alias(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    @property
+    def false(self) -> str:
+        return self.d.bool_false
+
+    # --- type filters ----------------------------------------------------------------------
+
+    def _type_filter(self, column: str, types: tuple[str, ...], args: list[Any]) -> str:
+        if not types:
+            types = tuple(resource_types())
+        if len(types) == 1:
+            args.append(types[0])
+            return f"{column} = ?"
+        args.extend(types)
+        return f"{column} IN ({', '.join('?' * len(types))})"
+
+    # --- WHERE of the main query ----------------------------------------------------------
+
+    def where(self, req: SearchRequest, alias: str = "r") -> Sql:
+        """Conditions on `alias` (a resources row) for every criterion of `req`."""
+        args: list[Any] = []
+        conds = [f"{alias}.deleted = {self.false}"]
+        if req.types:
+            conds.append(self._type_filter(f"{alias}.res_type", req.types, args))
+        for crit in req.criteria:
+            conds.append(self.criterion(alias, req.types, crit, args))
+        if req.compartment is not None:
+            conds.append(self.compartment(alias, req.types, req.compartment, args))
+        return Sql(" AND ".join(conds), args)
+
+    def criterion(
+        self, alias: str, types: tuple[str, ...], crit: Criterion, args: list[Any]
+    ) -> str:
+        if isinstance(crit, Clause):
+            return self.clause(alias, types, crit, args)
+        if isinstance(crit, Chain):
+            return self.chain(alias, types, crit, args)
+        return self.has(alias, types, crit, args)
+
+    def chain(self, alias: str, types: tuple[str, ...], c: Chain, args: list[Any]) -> str:
+        ref, tgt = self._alias("ref"), self._alias("t")
+        sub_args: list[Any] = []
+        tf = self._type_filter(f"{ref}.res_type", types, sub_args)
+        sub_args.append(c.code)
+        per_target: list[str] = []
+        for t, inner in c.targets:
+            sub_args.append(t)
+            per_target.append(
+                f"({tgt}.res_type = ? AND {self.criterion(tgt, (t,), inner, sub_args)})"
+            )
+        args.extend(sub_args)
+        return (
+            f"{alias}.pk IN (SELECT {ref}.res_pk FROM idx_reference {ref} "
+            f"JOIN resources {tgt} ON {tgt}.res_type = {ref}.target_type "
+            f"AND {tgt}.res_id = {ref}.target_id "
+            f"WHERE {tf} AND {ref}.param = ? AND {tgt}.deleted = {self.false} "
+            f"AND ({' OR '.join(per_target)}))"
+        )
+
+    def has(self, alias: str, types: tuple[str, ...], h: Has, args: list[Any]) -> str:
+        ref, src = self._alias("ref"), self._alias("s")
+        args.extend([h.source_type, h.ref_code])
+        if types:
+            target = self._type_filter(f"{ref}.target_type", types, args)
+        else:
+            target = f"{ref}.target_type = {alias}.res_type"
+        inner = self.criterion(src, (h.source_type,), h.inner, args)
+        return (
+            f"{alias}.res_id IN (SELECT {ref}.target_id FROM idx_reference {ref} "
+            f"JOIN resources {src} ON {src}.pk = {ref}.res_pk "
+            f"WHERE {ref}.res_type = ? AND {ref}.param = ? AND {target} "
+            f"AND {src}.deleted = {self.false} AND {inner})"
+        )
+
+    def compartment(
+        self, alias: str, types: tuple[str, ...], comp: tuple[str, str], args: list[Any]
+    ) -> str:
+        """Membership of https://hl7.org/fhir/R4/compartmentdefinition.html compartments."""
+        ctype, cid = comp
+        parts: list[str] = []
+        for t in types:
+            params = [p for p in compartment_params(ctype, t) if p != SELF]
+            alts: list[str] = []
+            part_args: list[Any] = [t]
+            if params:
+                i = self._alias("c")
+                part_args.extend([t, *params, ctype, cid])
+                alts.append(
+                    f"{alias}.pk IN (SELECT {i}.res_pk FROM idx_reference {i} "
+                    f"WHERE {i}.res_type = ? AND {i}.param IN ({', '.join('?' * len(params))}) "
+                    f"AND {i}.target_type = ? AND {i}.target_id = ?)"
+                )
+            if SELF in compartment_params(ctype, t):
+                part_args.append(cid)
+                alts.append(f"{alias}.res_id = ?")
+            if alts:
+                args.extend(part_args)
+                parts.append(f"({alias}.res_type = ? AND ({' OR '.join(alts)}))")
+        return f"({' OR '.join(parts)})" if parts else "1 = 0"
+
+    # --- one parameter -------------------------------------------------------------------
+
+    def clause(self, alias: str, types: tuple[str, ...], c: Clause, args: list[Any]) -> str:
+        if c.code == "_id":
+            return self._id_clause(alias, c, args)
+        if c.code == "_lastUpdated":
+            if c.missing is not None:
+                return "1 = 0" if c.missing else "1 = 1"
+            col = f"{alias}.last_updated_us"
+            ors = [self._date_cond(col, col, v, args) for v in c.values]  # type: ignore[arg-type]
+            return "(" + " OR ".join(ors) + ")"
+        table = TABLE_OF_TYPE[c.param.type]
+        i = self._alias("i")
+        sub_args: list[Any] = []
+        tf = self._type_filter(f"{i}.res_type", types, sub_args)
+        param = c.code + OF_TYPE_SUFFIX if c.modifier == "of-type" else c.code
+        sub_args.append(param)
+        head = f"SELECT {i}.res_pk FROM {table} {i} WHERE {tf} AND {i}.param = ?"
+        if c.missing is not None:
+            args.extend(sub_args)
+            op = "NOT IN" if c.missing else "IN"
+            return f"{alias}.pk {op} ({head})"
+        ors = [self.value_cond(i, c, v, sub_args) for v in c.values]
+        args.extend(sub_args)
+        op = "NOT IN" if c.modifier == "not" else "IN"
+        return f"{alias}.pk {op} ({head} AND ({' OR '.join(ors)}))"
+
+    def _id_clause(self, alias: str, c: Clause, args: list[Any]) -> str:
+        if c.missing is not None:
+            return "1 = 0" if c.missing else "1 = 1"
+        ids = [v.code for v in c.values if isinstance(v, TokenValue) and v.code is not None]
+        if not ids:
+            return "1 = 0"
+        args.extend(ids)
+        op = "NOT IN" if c.modifier == "not" else "IN"
+        return f"{alias}.res_id {op} ({', '.join('?' * len(ids))})"
+
+    def value_cond(self, i: str, c: Clause, v: Value, args: list[Any]) -> str:
+        """SQL condition on index row alias `i` for one value of clause `c`."""
+        if isinstance(v, StringValue):
+            return self._string_cond(f"{i}.value_norm", f"{i}.value_exact", c.modifier, v, args)
+        if isinstance(v, TokenValue):
+            return self._token_cond(f"{i}.system", f"{i}.code", v, args)
+        if isinstance(v, TextValue):
+            return self._text_cond(f"{i}.text_norm", v, args)
+        if isinstance(v, DateValue):
+            return self._date_cond(f"{i}.low_us", f"{i}.high_us", v, args)
+        if isinstance(v, QuantityValue):
+            return self._quantity_cond(i, v, args)
+        if isinstance(v, NumberValue):
+            return self._number_cond(f"{i}.low", f"{i}.high", v, args)
+        if isinstance(v, ReferenceValue):
+            return self._reference_cond(i, v, args)
+        if isinstance(v, IdentifierValue):
+            if v.type_code is not None:  # :of-type
+                args.extend([f"{v.type_system or ''}|{v.type_code}", v.value])
+                return f"({i}.system = ? AND {i}.code = ?)"
+            args.append(v.value)
+            if v.system is None:
+                return f"{i}.id_value = ?"
+            args.append(v.system)
+            return f"({i}.id_value = ? AND {i}.id_system = ?)"
+        if isinstance(v, UriValue):
+            return self._uri_cond(f"{i}.uri", c.modifier, v, args)
+        if isinstance(v, CompositeValue):
+            return self._composite_cond(i, c.components, v, args)
+        raise AssertionError(f"unhandled value {v!r}")
+
+    def _string_cond(
+        self, norm_col: str, exact_col: str, modifier: str | None, v: StringValue, args: list[Any]
+    ) -> str:
+        if modifier == "exact":
+            args.extend([v.norm, v.exact])
+            return f"({norm_col} = ? AND {exact_col} = ?)"
+        if modifier == "contains":
+            args.append("%" + like_escape(v.norm) + "%")
+            return f"{norm_col} LIKE ? ESCAPE '\\'"
+        return self._prefix_cond(norm_col, v.norm, args)
+
+    def _prefix_cond(self, col: str, prefix: str, args: list[Any]) -> str:
+        upper = prefix_upper(prefix)
+        if upper is None:
+            return f"{col} IS NOT NULL"
+        args.extend([prefix, upper])
+        return f"({col} >= ? AND {col} < ?)"
+
+    def _text_cond(self, col: str, v: TextValue, args: list[Any]) -> str:
+        starts = self._prefix_cond(col, v.norm, args)
+        args.append("% " + like_escape(v.norm) + "%")
+        return f"({starts} OR {col} LIKE ? ESCAPE '\\')"
+
+    def _token_cond(self, sys_col: str, code_col: str, v: TokenValue, args: list[Any]) -> str:
+        conds = []
+        if v.code is not None:
+            args.append(v.code)
+            conds.append(f"{code_col} = ?")
+        else:
+            conds.append(f"{code_col} <> ''")
+        if v.system is not None:
+            args.append(v.system)
+            conds.append(f"{sys_col} = ?")
+        return "(" + " AND ".join(conds) + ")"
+
+    def _date_cond(self, lo: str, hi: str, v: DateValue, args: list[Any]) -> str:
+        p = v.prefix
+        if p == "eq":
+            args.extend([v.low, v.high])
+            return f"({lo} >= ? AND {hi} <= ?)"
+        if p == "ne":
+            args.extend([v.low, v.high])
+            return f"NOT ({lo} >= ? AND {hi} <= ?)"
+        if p == "gt":
+            args.append(v.high)
+            return f"{hi} > ?"
+        if p == "lt":
+            args.append(v.low)
+            return f"{lo} < ?"
+        if p == "ge":
+            args.append(v.low)
+            return f"{hi} >= ?"
+        if p == "le":
+            args.append(v.high)
+            return f"{lo} <= ?"
+        if p == "sa":
+            args.append(v.high)
+            return f"{lo} > ?"
+        if p == "eb":
+            args.append(v.low)
+            return f"{hi} < ?"
+        # ap: within 10% of the distance from now, at least a day
+        now = int(time.time() * 1_000_000)
+        mid = (v.low + v.high) // 2
+        margin = max(abs(now - mid) // 10, _US_PER_DAY)
+        args.extend([min(v.high + margin, DATE_MAX), max(v.low - margin, DATE_MIN)])
+        return f"({lo} <= ? AND {hi} >= ?)"
+
+    def _number_cond(self, lo: str, hi: str, v: NumberValue, args: list[Any]) -> str:
+        p = v.prefix
+        if p in ("eq", "ne"):
+            args.extend([v.low, v.high])
+            cond = f"({lo} >= ? AND {hi} < ?)"
+            return cond if p == "eq" else f"NOT {cond}"
+        if p == "ap":
+            margin = abs(v.value) * 0.1
+            args.extend([v.value + margin, v.value - margin])
+            return f"({lo} <= ? AND {hi} >= ?)"
+        col, op = {
+            "gt": (hi, ">"),
+            "lt": (lo, "<"),
+            "ge": (hi, ">="),
+            "le": (lo, "<="),
+            "sa": (lo, ">"),
+            "eb": (hi, "<"),
+        }[p]
+        args.append(v.value)
+        return f"{col} {op} ?"
+
+    def _quantity_cond(self, i: str, v: QuantityValue, args: list[Any]) -> str:
+        raw = [self._number_cond(f"{i}.low", f"{i}.high", v.number, args)]
+        if v.system is not None:
+            args.append(v.system)
+            raw.append(f"{i}.system = ?")
+        if v.code is not None:
+            if v.system is not None:
+                args.append(v.code)
+                raw.append(f"{i}.code = ?")
+            else:
+                args.extend([v.code, v.code])
+                raw.append(f"({i}.code = ? OR {i}.unit = ?)")
+        cond = "(" + " AND ".join(raw) + ")"
+        if v.canon is None:
+            return cond
+        args.append(v.canon_code)
+        canon = self._number_cond(f"{i}.canon_low", f"{i}.canon_high", v.canon, args)
+        return f"({cond} OR ({i}.canon_code = ? AND {canon}))"
+
+    def _reference_cond(self, i: str, v: ReferenceValue, args: list[Any]) -> str:
+        if v.url is not None:
+            args.append(v.url)
+            return f"{i}.url = ?"
+        if v.type is not None:
+            args.extend([v.id, v.type])
+            return f"({i}.target_id = ? AND {i}.target_type = ?)"
+        args.append(v.id)
+        return f"{i}.target_id = ?"
+
+    def _uri_cond(self, col: str, modifier: str | None, v: UriValue, args: list[Any]) -> str:
+        if modifier == "below":
+            return self._prefix_cond(col, v.uri, args)
+        if modifier == "above":
+            anc = uri_ancestors(v.uri)
+            args.extend(anc)
+            return f"{col} IN ({', '.join('?' * len(anc))})"
+        args.append(v.uri)
+        return f"{col} = ?"
+
+    def _composite_cond(
+        self, i: str, comps: tuple[SearchParameter, ...], v: CompositeValue, args: list[Any]
+    ) -> str:
+        conds: list[str] = []
+        for n, (_sp, part) in enumerate(zip(comps, v.parts, strict=True), start=1):
+            a, b, lo, hi = (f"{i}.c{n}_{k}" for k in ("a", "b", "lo", "hi"))
+            if isinstance(part, TokenValue):
+                conds.append(self._token_cond(a, b, part, args))
+            elif isinstance(part, QuantityValue):
+                args.append(CANONICAL_MARK)
+                sub = [f"{a} <> ?", self._number_cond(lo, hi, part.number, args)]
+                if part.system is not None:
+                    args.append(part.system)
+                    sub.append(f"{a} = ?")
+                if part.code is not None:
+                    args.append(part.code)
+                    sub.append(f"{b} = ?")
+                raw = "(" + " AND ".join(sub) + ")"
+                if part.canon is not None:
+                    args.extend([CANONICAL_MARK, part.canon_code])
+                    canon = self._number_cond(lo, hi, part.canon, args)
+                    raw = f"({raw} OR ({a} = ? AND {b} = ? AND {canon}))"
+                conds.append(raw)
+            elif isinstance(part, DateValue):
+                conds.append(self._date_cond(lo, hi, part, args))
+            elif isinstance(part, NumberValue):
+                conds.append(self._number_cond(lo, hi, part, args))
+            elif isinstance(part, StringValue):
+                conds.append(self._prefix_cond(a, part.norm, args))
+            elif isinstance(part, ReferenceValue):
+                if part.type is not None:
+                    args.append(part.type)
+                    conds.append(f"{a} = ?")
+                args.append(part.id or part.url)
+                conds.append(f"{b} = ?")
+            elif isinstance(part, UriValue):
+                args.append(part.uri)
+                conds.append(f"{a} = ?")
+        return "(" + " AND ".join(conds) + ")"
+
+    # --- sorting ---------------------------------------------------------------------------
+
+    def sort_expr(self, alias: str, key: SortKey, args: list[Any]) -> tuple[str, bool]:
+        """(SQL expression, is_text) giving a non-null sort key for one resource."""
+        if key.code == "_id":
+            return f"{alias}.res_id", True
+        if key.code == "_lastUpdated":
+            return f"{alias}.last_updated_us", False
+        sp = key.param
+        assert sp is not None
+        agg = "MAX" if key.desc else "MIN"
+        table = TABLE_OF_TYPE[sp.type]
+        col, is_text, is_int = {
+            "string": ("{j}.value_norm", True, False),
+            "token": ("{j}.code", True, False),
+            "uri": ("{j}.uri", True, False),
+            "reference": ("COALESCE({j}.target_id, {j}.url)", True, False),
+            "date": ("{j}.high_us" if key.desc else "{j}.low_us", False, True),
+            "number": ("{j}.high" if key.desc else "{j}.low", False, False),
+            "quantity": ("{j}.high" if key.desc else "{j}.low", False, False),
+        }[sp.type]
+        j = self._alias("k")
+        args.append(key.code)
+        sub = (
+            f"(SELECT {agg}({col.format(j=j)}) FROM {table} {j} "
+            f"WHERE {j}.res_pk = {alias}.pk AND {j}.param = ?)"
+        )
+        if is_text:
+            args.append("" if key.desc else TEXT_LAST)
+        elif is_int:
+            args.append(-INT_LAST if key.desc else INT_LAST)
+        else:
+            args.append(-REAL_LAST if key.desc else REAL_LAST)
+        return f"COALESCE({sub}, ?)", is_text
