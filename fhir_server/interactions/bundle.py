@@ -7,6 +7,7 @@ any failure rolls everything back. A batch runs each entry on its own."""
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -15,15 +16,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import orjson
 
 from fhir_server.context import Context
-from fhir_server.errors import FhirError, Issue
+from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.conditional import matching_ids
 from fhir_server.interactions.create import new_id
+from fhir_server.interactions.update import check_no_match_target
 from fhir_server.negotiation import FHIR_JSON, check_body_type
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.responses import written
-from fhir_server.routing import Route, route
+from fhir_server.routing import Route, route, valid_id
 from fhir_server.store.base import StoreTx
+from fhir_server.timeutil import from_http_date, to_instant
 from fhir_server.writes import check_resource, parse_json_body, store_resource
+
+log = logging.getLogger("telefhir")
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _HEADER_FIELDS = {
@@ -118,10 +123,14 @@ def _response_entry(req: FhirRequest, resp: FhirResponse) -> dict[str, Any]:
         response["location"] = h.get("Location", h.get("Content-Location"))
     if "ETag" in h:
         response["etag"] = h["ETag"]
-    if "Last-Modified" in h and resp.raw is not None:
-        meta = orjson.loads(resp.raw).get("meta", {})
+    if "Last-Modified" in h:
+        meta = orjson.loads(resp.raw).get("meta", {}) if resp.raw is not None else {}
         if "lastUpdated" in meta:
             response["lastModified"] = meta["lastUpdated"]
+        else:  # Prefer: return=minimal or OperationOutcome: the header, to the second
+            since = from_http_date(h["Last-Modified"])
+            if since is not None:
+                response["lastModified"] = to_instant(since)
     out: dict[str, Any] = {}
     location = response.get("location")
     if location and "/_history/" in location and resp.status < 300:
@@ -172,18 +181,15 @@ def _dispatch(ctx: Context, req: FhirRequest, e: _Entry, body: bytes) -> FhirRes
 
 
 def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[dict[str, Any]]:
-    targets: set[str] = set()
+    _check_full_urls(entries)
     for e in entries:
-        if e.method in ("PUT", "DELETE", "PATCH") and not e.query:
-            if e.path in targets:
-                raise _fail(e.index, f"{e.path} appears twice in one transaction")
-            targets.add(e.path)
         if e.method in ("POST", "PUT") and e.resource is not None:
             check_resource_at(e)
     results: dict[int, FhirResponse] = {}
     with ctx.store.transaction() as tx:
         tctx = ctx.within(tx)
         mapping = _assign_ids(tctx, tx, entries)
+        _check_identities(entries)
         for e in entries:
             if e.resource is not None and e.method != "PATCH":
                 e.resource = _rewrite(tctx, tx, e, e.resource, mapping)
@@ -201,6 +207,33 @@ def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[
             if e.method in ("GET", "HEAD") and results[e.index].status >= 400:
                 raise _fail(e.index, f"GET {e.url} failed", status=results[e.index].status)
     return [_response_entry(req, results[e.index]) for e in entries]
+
+
+def _check_full_urls(entries: list[_Entry]) -> None:
+    """bdl-7: a fullUrl names one resource in the Bundle
+    (https://hl7.org/fhir/R4/bundle.html#bundle-unique)."""
+    seen: set[str] = set()
+    for e in entries:
+        if e.full_url and e.resource is not None:
+            if e.full_url in seen:
+                raise _fail(e.index, f"fullUrl '{e.full_url}' appears twice in one transaction")
+            seen.add(e.full_url)
+
+
+def _check_identities(entries: list[_Entry]) -> None:
+    """400 when two entries write one resource, identities resolved from conditional URLs and
+    ifNoneExist included (https://hl7.org/fhir/R4/http.html#trules)."""
+    seen: set[str] = set()
+    for e in entries:
+        if e.method == "POST" and e.existing_id:
+            target = f"{e.path.split('/')[0]}/{e.existing_id}"
+        elif e.method in ("PUT", "DELETE", "PATCH") and not e.query:
+            target = e.path
+        else:
+            continue
+        if target in seen:
+            raise _fail(e.index, f"{target} is the target of two entries of one transaction")
+        seen.add(target)
 
 
 def check_resource_at(e: _Entry) -> None:
@@ -243,13 +276,32 @@ def _assign_ids(ctx: Context, tx: StoreTx, entries: list[_Entry]) -> dict[str, s
             if len(ids) > 1:
                 raise _fail(e.index, f"{e.url} matches {len(ids)} resources",
                             status=412, code="multiple-matches")
-            rid = ids[0] if ids else str((e.resource or {}).get("id") or new_id())
+            body_id = (e.resource or {}).get("id")
+            if ids and body_id is not None and body_id != ids[0]:
+                raise _fail(e.index, f"the resource id '{body_id}' differs from the id "
+                                     f"'{ids[0]}' of the resource matching {e.url}")
+            rid = ids[0] if ids else str(body_id or new_id())
+            if not ids and body_id is not None and valid_id(rid):
+                try:
+                    check_no_match_target(tx, res_type, rid, _query_string(e))
+                except FhirError as err:
+                    raise _fail(e.index, err.issues[0].diagnostics, 409, "conflict") from err
             e.path, e.query = f"{res_type}/{rid}", []
             if e.resource is not None:
                 e.resource = {**e.resource, "id": rid}
             ref = e.path
         elif e.method == "PUT":
             ref = e.path
+        elif e.method in ("DELETE", "PATCH") and e.query:
+            # resolved now so that two entries on one resource are caught; no match is left
+            # to the interaction (DELETE: nothing to do; PATCH: 404)
+            ids = matching_ids(ctx, tx, res_type, _query_string(e))
+            if len(ids) > 1:
+                raise _fail(e.index, f"{e.url} matches {len(ids)} resources",
+                            status=412, code="multiple-matches")
+            if ids:
+                e.path, e.query = f"{res_type}/{ids[0]}", []
+            continue
         else:
             continue
         if e.full_url:
@@ -330,5 +382,11 @@ def _batch(ctx: Context, req: FhirRequest, raw_entries: list[Any]) -> list[dict[
             resp = _dispatch(ctx, req, e, body)
         except FhirError as err:
             resp = FhirResponse(err.status, resource=err.outcome())
+        except Exception:  # one entry's failure must not lose the others' answers
+            log.exception("batch entry %d failed", i)
+            resp = FhirResponse(500, resource=operation_outcome([Issue(
+                "fatal", "exception",
+                f"Bundle.entry[{i}]: internal server error; this entry wrote nothing",
+                (f"Bundle.entry[{i}]",))]))
         out.append(_response_entry(req, resp))
     return out

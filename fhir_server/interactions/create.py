@@ -19,10 +19,29 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# Parameters that only shape the answer; anything else on POST [type] is refused.
+_ANSWER_PARAMS = {"_format", "_pretty", "_summary", "_elements"}
+
+
+def _refuse_criteria_in_url(req: FhirRequest) -> None:
+    """R4 create takes no search criteria in the URL (https://hl7.org/fhir/R4/http.html#create);
+    conditional create puts them in If-None-Exist (#ccreate). Some clients (fhirpy's
+    get_or_create) send `POST [type]?criteria` meaning a conditional create: ignoring the
+    criteria would silently make a duplicate, so it is a 400 that says what to do instead."""
+    extra = sorted({k for k, _ in req.query if k not in _ANSWER_PARAMS})
+    if extra:
+        raise FhirError.of(
+            400, "not-supported",
+            f"create takes no URL parameters ({', '.join(extra)}); for a conditional create "
+            "send the criteria in the If-None-Exist header",
+        )
+
+
 def create(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     """Store a new resource under a server-assigned id; the body's id is ignored.
     With If-None-Exist, an existing single match is returned instead (200)."""
     assert route.res_type
+    _refuse_criteria_in_url(req)
     check_body_type(req, {FHIR_JSON, "application/json"})
     resource = parse_json_body(req.body)
     check_resource(resource, route.res_type)

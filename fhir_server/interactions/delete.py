@@ -8,7 +8,7 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.conditional import criteria_of, matching_ids
 from fhir_server.interactions.update import check_if_match
 from fhir_server.request import FhirRequest, FhirResponse
-from fhir_server.responses import etag, not_found
+from fhir_server.responses import etag
 from fhir_server.routing import Route
 from fhir_server.writes import delete_resource
 
@@ -22,14 +22,16 @@ def _answer(req: FhirRequest, message: str, version: int | None) -> FhirResponse
 
 
 def delete(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
-    """DELETE [type]/[id]: 204; again on a deleted resource: 204, nothing changes; 404 if the
-    id never existed."""
+    """DELETE [type]/[id]: 204. On a deleted resource, or an id that never existed, nothing
+    changes and the answer is 204 too: "Upon successful deletion, or if the resource does not
+    exist at all, the server should return ... 204 No Content" (#delete)."""
     assert route.res_type and route.res_id
     with ctx.writing() as tx:
         current = tx.read(route.res_type, route.res_id)
+        check_if_match(req, current)  # 412 on a stale version, a deleted or unknown resource
         if current is None:
-            raise not_found(route.res_type, route.res_id)
-        check_if_match(req, current)  # 412 on a stale version or an already-deleted one
+            return _answer(req, f"{route.res_type}/{route.res_id} does not exist; nothing to "
+                                "delete", None)
         if current.deleted:
             return _answer(req, f"{route.res_type}/{route.res_id} was already deleted",
                            current.version)
@@ -52,5 +54,6 @@ def conditional_delete(ctx: Context, req: FhirRequest, route: Route) -> FhirResp
             return _answer(req, f"No {route.res_type} matches '{criteria}'; nothing deleted", None)
         current = tx.read(route.res_type, ids[0])
         assert current is not None
+        check_if_match(req, current)  # If-Match applies to the matched resource
         stored = delete_resource(ctx, tx, current)
     return _answer(req, f"Deleted {route.res_type}/{stored.res_id}", stored.version)

@@ -1,6 +1,6 @@
 """history at instance, type and system level with _since, _at and _count
-(https://hl7.org/fhir/R4/http.html#history). Pages are pinned to the instant of the first
-page, so versions written meanwhile do not shift later pages."""
+(https://hl7.org/fhir/R4/http.html#history). Pages continue from the last entry served, so
+versions written meanwhile do not shift later pages."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fhir_server.timeutil import now_us, parse_instant_us, to_instant
 
 _PAGE_OFFSET = "_getpagesoffset"
 _PAGE_UNTIL = "_until"
+_PAGE_BEFORE = "_getpagesbefore"
 
 
 def _int_param(req: FhirRequest, name: str, default: int, low: int, high: int) -> int:
@@ -41,36 +42,43 @@ def _instant(req: FhirRequest, name: str) -> tuple[int, int] | None:
 
 
 def history(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
-    """A `history` Bundle, newest version first."""
+    """A `history` Bundle, newest version first. Paging is by position, not offset: a next link
+    carries the instant of the last entry served (`_until`), how many entries of that very
+    instant were served (`_getpagesoffset`) and how many newer ones (`_getpagesbefore`), so a
+    version committed late with an earlier instant cannot shift the later pages: each version
+    that existed when the first page was read comes exactly once
+    (https://hl7.org/fhir/R4/http.html#paging)."""
     if route.interaction == "history-instance":
         assert route.res_type and route.res_id
-        if ctx.store.read(route.res_type, route.res_id) is None:
+        if (ctx.tx or ctx.store).read(route.res_type, route.res_id) is None:
             raise not_found(route.res_type, route.res_id)
     cfg = ctx.config
     count = _int_param(req, "_count", cfg.default_page_size, 0, cfg.max_page_size)
-    offset = _int_param(req, _PAGE_OFFSET, 0, 0, 2**62)
+    ties = _int_param(req, _PAGE_OFFSET, 0, 0, 2**62)  # entries at `until` already served
+    before = _int_param(req, _PAGE_BEFORE, 0, 0, 2**62)  # entries newer than `until` served
     since = _instant(req, "_since")
     at = _instant(req, "_at")
     until_raw = req.param(_PAGE_UNTIL)
     until = int(until_raw) if until_raw and until_raw.isdigit() else now_us()
     q = HistoryQuery(
         res_type=route.res_type, res_id=route.res_id, since_us=since[0] if since else None,
-        at_range=at, count=count, offset=offset, until_us=until,
+        at_range=at, count=count, offset=ties, until_us=until,
     )
-    versions, total = ctx.store.history(q)
+    versions, remaining = ctx.store.history(q)  # `remaining` counts the `ties` served too
+    total = before + remaining
     path = "/".join(p for p in (route.res_type, route.res_id) if p)
     base = f"{req.base_url}/{path + '/' if path else ''}_history"
     kept = [(k, v) for k, v in req.query if k in ("_since", "_at", "_count", "_format")]
-
-    def link(rel: str, off: int) -> dict[str, str]:
-        query = urlencode([*kept, (_PAGE_UNTIL, str(until)), (_PAGE_OFFSET, str(off))])
-        return {"relation": rel, "url": f"{base}?{query}"}
-
     links = [{"relation": "self", "url": f"{base}?{urlencode(req.query)}" if req.query else base}]
-    if count and offset + count < total:
-        links.append(link("next", offset + count))
-    if offset > 0:
-        links.append(link("previous", max(0, offset - count)))
+    if versions and ties + len(versions) < remaining:
+        last = versions[-1].last_updated_us
+        next_ties = sum(1 for v in versions if v.last_updated_us == last)
+        if last == until:
+            next_ties += ties
+        served = before + ties + len(versions)
+        query = urlencode([*kept, (_PAGE_UNTIL, str(last)), (_PAGE_OFFSET, str(next_ties)),
+                           (_PAGE_BEFORE, str(served - next_ties))])
+        links.append({"relation": "next", "url": f"{base}?{query}"})
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "history",

@@ -34,11 +34,18 @@ def _operations(req: FhirRequest) -> list[Any]:
 
 
 def apply_patch(resource: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
-    """`resource` with the RFC 6902 operations applied; 422 when they cannot apply."""
+    """`resource` with the RFC 6902 operations applied: 400 for a malformed patch document,
+    422 when a well-formed one cannot apply or a `test` fails (RFC 5789 section 2.2)."""
     try:
-        patched = jsonpatch.JsonPatch(ops).apply(resource)
+        patch = jsonpatch.JsonPatch(ops)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
+        raise FhirError.of(400, "structure", f"Malformed JSON Patch document: {exc}") from exc
+    try:
+        patched = patch.apply(resource)
     except jsonpatch.JsonPatchTestFailed as exc:
         raise FhirError.of(422, "processing", f"JSON Patch test failed: {exc}") from exc
+    except jsonpatch.InvalidJsonPatch as exc:
+        raise FhirError.of(400, "structure", f"Malformed JSON Patch operation: {exc}") from exc
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise FhirError.of(422, "processing", f"JSON Patch cannot be applied: {exc}") from exc
     except (TypeError, KeyError, IndexError, ValueError, AttributeError) as exc:

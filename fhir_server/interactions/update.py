@@ -67,7 +67,22 @@ def conditional_update(ctx: Context, req: FhirRequest, route: Route) -> FhirResp
             if body_id is not None and not valid_id(str(body_id)):
                 raise FhirError.of(400, "invalid", f"'{body_id}' is not a valid id")
             target = str(body_id) if body_id is not None else new_id()
+            check_no_match_target(tx, route.res_type, target, criteria)
         return _put(ctx, req, tx, resource, target)
+
+
+def check_no_match_target(tx: StoreTx, res_type: str, res_id: str, criteria: str) -> None:
+    """A conditional update that matches nothing is an update-as-create with the body's id
+    (https://hl7.org/fhir/R4/http.html#cond-update); if a live resource already has that id
+    it does not match the criteria, and overwriting it is refused with 409, as R5 words it
+    (https://hl7.org/fhir/R5/http.html#cond-update)."""
+    current = tx.read(res_type, res_id)
+    if current is not None and not current.deleted:
+        raise FhirError.of(
+            409, "conflict",
+            f"No {res_type} matches '{criteria}', and {res_type}/{res_id} (the id in the body) "
+            "exists without matching it; it is not overwritten",
+        )
 
 
 def _body(req: FhirRequest, res_type: str) -> dict[str, Any]:
