@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from fhir_server.app import create_app, open_store
@@ -48,7 +49,7 @@ def app(store: ResourceStore, db_url: str) -> Flask:
 
 
 @pytest.fixture
-def client(app: Flask):  # type: ignore[no-untyped-def]
+def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
