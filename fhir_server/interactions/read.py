@@ -35,7 +35,7 @@ def vread(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     assert route.res_type and route.res_id and route.version is not None
     if not route.version.isdigit():
         raise not_found(route.res_type, route.res_id, route.version)
-    stored = ctx.store.vread(route.res_type, route.res_id, int(route.version))
+    stored = (ctx.tx or ctx.store).vread(route.res_type, route.res_id, int(route.version))
     if stored is None:
         raise not_found(route.res_type, route.res_id, route.version)
     if stored.deleted:

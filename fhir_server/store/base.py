@@ -62,6 +62,10 @@ class StoreTx(Queryable, Protocol):
         """One version from history, or None."""
         ...
 
+    def history(self, q: HistoryQuery) -> tuple[list[StoredResource], int]:
+        """Versions newest first, seeing this transaction's writes."""
+        ...
+
     def lock(self, key: str) -> None:
         """Serialise with other transactions taking the same key until this one ends."""
         ...

@@ -124,6 +124,7 @@ class PostgresTx:
         self._conn = conn
         self.read = ops.read_for_update
         self.vread = ops.vread
+        self.history = ops.history
         self.put = ops.put
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies

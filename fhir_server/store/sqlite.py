@@ -138,6 +138,7 @@ class SqliteTx:
         self._ops = ops
         self.read = ops.read_for_update
         self.vread = ops.vread
+        self.history = ops.history
         self.put = ops.put
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies
