@@ -10,7 +10,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 import requests
 
 from tests.conftest import LiveServer
