@@ -67,7 +67,7 @@ class LiveServer:
 @pytest.fixture
 def server(app: Flask) -> Iterator[LiveServer]:
     srv: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     session = requests.Session()
     session.headers["Accept"] = "application/fhir+json"

@@ -64,7 +64,8 @@ def history(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
         res_type=route.res_type, res_id=route.res_id, since_us=since[0] if since else None,
         at_range=at, count=count, offset=ties, until_us=until,
     )
-    versions, remaining = (ctx.tx or ctx.store).history(q)  # `remaining` counts the `ties` served too
+    # `remaining` counts the `ties` already served too
+    versions, remaining = (ctx.tx or ctx.store).history(q)
     total = before + remaining
     path = "/".join(p for p in (route.res_type, route.res_id) if p)
     base = f"{req.base_url}/{path + '/' if path else ''}_history"

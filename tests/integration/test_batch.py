@@ -149,7 +149,8 @@ def test_batch_conditional_entries(server: LiveServer) -> None:
 
 def test_batch_patch_entries_bad_binaries(server: LiveServer) -> None:
     """PATCH entries need a Binary whose data is a base64 JSON Patch; anything else fails that
-    entry with 400/422 and leaves the resource unchanged."""
+    entry with 400/422 and leaves the resource unchanged.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     put(server, "Patient/bp", {**_patient("P"), "id": "bp"})
     bad_b64 = {"resourceType": "Binary", "contentType": "application/json-patch+json",
                "data": "***"}
@@ -178,7 +179,7 @@ def test_batch_patch_entries_bad_binaries(server: LiveServer) -> None:
 
 def test_many_entries_and_prefer_minimal(server: LiveServer) -> None:
     """A batch of 60 creates: 60 answers in order, each 201 with location; `Prefer:
-    return=minimal` leaves the bodies out."""
+    return=minimal` leaves the bodies out (https://hl7.org/fhir/R4/http.html#ops)."""
     entries = [{"resource": _patient(f"N{i}", f"many-{i}"),
                 "request": {"method": "POST", "url": "Patient"}} for i in range(60)]
     r = _send(server, entries, Prefer="return=minimal")
@@ -193,7 +194,8 @@ def test_many_entries_and_prefer_minimal(server: LiveServer) -> None:
 
 
 def test_batch_level_errors(server: LiveServer) -> None:
-    """What is wrong with the Bundle itself (not an entry) fails the whole batch with 400."""
+    """What is wrong with the Bundle itself (not an entry) fails the whole batch with 400.
+    See https://hl7.org/fhir/R4/http.html#transaction."""
     for body, where in (
         ({"resourceType": "Bundle", "type": "batch", "entry": {"x": 1}}, "Bundle.entry"),
         ({"resourceType": "Bundle", "type": "batch-response"}, "Bundle.type"),
@@ -208,7 +210,8 @@ def test_batch_level_errors(server: LiveServer) -> None:
 
 
 def test_nested_bundle_entry_is_refused(server: LiveServer) -> None:
-    """A batch entry may not POST another Bundle to the base; that entry gets 400."""
+    """A batch entry may not POST another Bundle to the base; that entry gets 400.
+    See https://hl7.org/fhir/R4/http.html#transaction."""
     inner = _batch([{"resource": _patient("Inner"), "request": {"method": "POST",
                                                                 "url": "Patient"}}])
     r = _send(server, [{"resource": inner, "request": {"method": "POST", "url": ""}},

@@ -67,7 +67,8 @@ def test_if_none_exist_zero_one_many(server: LiveServer) -> None:
 
 def test_if_none_exist_forms_and_errors(server: LiveServer) -> None:
     """The header takes `[parameters]` (also with a leading `Type?`); several criteria AND
-    together; a deleted resource does not match; unknown parameters or none are refused."""
+    together; a deleted resource does not match; unknown parameters or none are refused.
+    See https://hl7.org/fhir/R4/http.html#ccreate."""
     pid = _create_if_none(server, "c2").json()["id"]
     full = _create_if_none(server, "c2", criteria=f"Patient?identifier={SYS}|c2")
     assert full.status_code == 200 and full.json()["id"] == pid
@@ -89,7 +90,7 @@ def test_if_none_exist_forms_and_errors(server: LiveServer) -> None:
 
 def test_concurrent_identical_conditional_creates_make_one(server: LiveServer) -> None:
     """8 threads sending the same conditional create at once: exactly one resource is made,
-    the other seven are told about it (200)."""
+    the other seven are told about it (200) (https://hl7.org/fhir/R4/http.html#ccreate)."""
     for round_no in range(3):
         ident = f"race-{round_no}"
 
@@ -135,7 +136,8 @@ def test_conditional_update_zero_one_many(server: LiveServer) -> None:
 
 def test_conditional_update_ids(server: LiveServer) -> None:
     """A body id that differs from the one match: 400; no match and a body id: created with
-    that id (update as create); a bad id: 400; the id of a live non-matching resource: 409."""
+    that id (update as create); a bad id: 400; the id of a live non-matching resource: 409.
+    See https://hl7.org/fhir/R4/http.html#cond-update."""
     pid = post(server, "Patient", _patient("u2")).json()["id"]
     before = _total(server)
     r = put(server, f"Patient?identifier={SYS}|u2", {**_patient("u2"), "id": "someone-else"})
@@ -163,7 +165,7 @@ def test_conditional_update_ids(server: LiveServer) -> None:
 
 def test_conditional_update_if_match_and_errors(server: LiveServer) -> None:
     """If-Match applies to the matched resource; unknown parameters or no criteria: refused,
-    nothing written; the body must be a Patient."""
+    nothing written; the body must be a Patient (https://hl7.org/fhir/R4/http.html#cond-update)."""
     pid = post(server, "Patient", _patient("u5")).json()["id"]
     url = f"Patient?identifier={SYS}|u5"
     assert put(server, url, _patient("u5", "B"), **{"If-Match": 'W/"1"'}).status_code == 200
@@ -182,7 +184,7 @@ def test_conditional_update_if_match_and_errors(server: LiveServer) -> None:
 
 def test_concurrent_conditional_updates_make_one(server: LiveServer) -> None:
     """8 threads conditionally updating a resource that does not exist yet: one creates it,
-    the rest update that same resource."""
+    the rest update that same resource (https://hl7.org/fhir/R4/http.html#cond-update)."""
     url = server.url(f"Patient?identifier={SYS}|race-u")
 
     def attempt(i: int) -> int:
@@ -221,7 +223,7 @@ def test_conditional_delete_zero_one_many(server: LiveServer) -> None:
 
 def test_conditional_delete_refuses_unclear_criteria(server: LiveServer) -> None:
     """An unknown parameter (a typo) or no criteria must not be read as 'everything': refused,
-    nothing deleted."""
+    nothing deleted (https://hl7.org/fhir/R4/http.html#cdelete)."""
     pid = post(server, "Patient", _patient("d3")).json()["id"]
     before = _total(server)
     for params in ({"identifer": f"{SYS}|d3"}, {}, {"_format": "json"}):
@@ -233,7 +235,8 @@ def test_conditional_delete_refuses_unclear_criteria(server: LiveServer) -> None
 
 
 def test_conditional_delete_if_match(server: LiveServer) -> None:
-    """If-Match on a conditional delete is checked against the matched resource (#concurrency)."""
+    """If-Match on a conditional delete is checked against the matched resource (#concurrency).
+    See https://hl7.org/fhir/R4/http.html#concurrency."""
     pid = post(server, "Patient", _patient("d4")).json()["id"]
     put(server, f"Patient/{pid}", {**_patient("d4", "v2"), "id": pid})
     params = {"identifier": f"{SYS}|d4"}
@@ -249,7 +252,7 @@ def test_conditional_delete_if_match(server: LiveServer) -> None:
 def test_plain_delete_of_unknown_id_is_like_no_match(server: LiveServer) -> None:
     """DELETE [type]/[id] of an id that never existed: 204 and nothing recorded, as for a
     conditional delete matching nothing ("or if the resource does not exist at all", #delete);
-    with If-Match there is no version to match: 412."""
+    with If-Match there is no version to match: 412 (https://hl7.org/fhir/R4/http.html#delete)."""
     r = server.http.delete(server.url("Patient/never-was"))
     assert r.status_code == 204, r.text
     assert not r.content

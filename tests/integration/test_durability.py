@@ -186,12 +186,13 @@ def _crash_and_check(db: str, cwd: Path) -> None:
 
 def test_acknowledged_writes_survive_kill_9_sqlite(tmp_path: Path) -> None:
     """SQLite (WAL, synchronous=FULL): committed before answered, so kill -9 loses nothing
-    that was acknowledged."""
+    that was acknowledged (https://hl7.org/fhir/R4/http.html#concurrency)."""
     _crash_and_check("sqlite:///tmp.db", tmp_path)
 
 
 def test_acknowledged_writes_survive_kill_9_postgresql(tmp_path: Path) -> None:
-    """PostgreSQL: the same, with the server processes killed (the database keeps running)."""
+    """PostgreSQL: the same, with the server processes killed (the database keeps running).
+    See https://hl7.org/fhir/R4/http.html#concurrency."""
     _crash_and_check(pg_server().new_database(), tmp_path)
 
 
@@ -205,7 +206,8 @@ def _put(base: str, pid: str, family: str, **headers: str) -> requests.Response:
 
 def test_two_nodes_on_one_postgresql(tmp_path: Path) -> None:
     """Writes through one node are read through the other, and If-Match conflicts and
-    conditional creates are decided in the database, not in either process."""
+    conditional creates are decided in the database, not in either process.
+    See https://hl7.org/fhir/R4/http.html#concurrency."""
     db = pg_server().new_database()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -258,7 +260,8 @@ def test_two_nodes_on_one_postgresql(tmp_path: Path) -> None:
 
 
 def test_graceful_stop_then_restart_keeps_data(tmp_path: Path) -> None:
-    """A plain stop (SIGTERM) and restart: what was written is there."""
+    """A plain stop (SIGTERM) and restart: what was written is there.
+    See https://hl7.org/fhir/R4/http.html#read."""
     with serving("sqlite:///tmp.db", tmp_path) as node:
         pid = _put(node.base, "keep-me", "Kept").json()["id"]
         node.kill(signal.SIGTERM)

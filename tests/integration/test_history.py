@@ -45,7 +45,8 @@ def _next(bundle: dict[str, Any]) -> str | None:
 
 def test_instance_history_newest_first_with_deletes(server: LiveServer) -> None:
     """Every version, newest first, each with request and response; the deletion has method
-    DELETE and no resource; a later update brings the resource back."""
+    DELETE and no resource; a later update brings the resource back.
+    See https://hl7.org/fhir/R4/http.html#history."""
     assert put(server, "Patient/h1", _patient("One", "h1")).status_code == 201
     assert put(server, "Patient/h1", _patient("Two", "h1")).status_code == 200
     patched = server.http.patch(
@@ -83,7 +84,8 @@ def test_instance_history_newest_first_with_deletes(server: LiveServer) -> None:
 
 
 def test_create_entry_is_post_to_the_type(server: LiveServer) -> None:
-    """A version made by create reads as `POST Patient` in history."""
+    """A version made by create reads as `POST Patient` in history.
+    See https://hl7.org/fhir/R4/http.html#history."""
     pid = post(server, "Patient", _patient("Posted")).json()["id"]
     (entry,) = _history(server, f"Patient/{pid}/_history")["entry"]
     assert entry["request"] == {"method": "POST", "url": "Patient"}
@@ -91,7 +93,8 @@ def test_create_entry_is_post_to_the_type(server: LiveServer) -> None:
 
 
 def test_type_and_system_history(server: LiveServer) -> None:
-    """Type level holds only that type; system level holds every type; both newest first."""
+    """Type level holds only that type; system level holds every type; both newest first.
+    See https://hl7.org/fhir/R4/http.html#history."""
     pids = [post(server, "Patient", _patient(f"P{i}")).json()["id"] for i in range(3)]
     oids = [post(server, "Observation", _obs(f"O{i}")).json()["id"] for i in range(2)]
     put(server, f"Patient/{pids[0]}", _patient("P0b", pids[0]))
@@ -115,7 +118,8 @@ def test_type_and_system_history(server: LiveServer) -> None:
 
 
 def test_since(server: LiveServer) -> None:
-    """_since: only versions made at or after the instant."""
+    """_since: only versions made at or after the instant.
+    See https://hl7.org/fhir/R4/http.html#history."""
     ids = [post(server, "Patient", _patient(f"S{i}")).json()["id"] for i in range(4)]
     put(server, f"Patient/{ids[0]}", _patient("S0b", ids[0]))
     everything = _history(server, "_history")["entry"]
@@ -134,7 +138,8 @@ def test_since(server: LiveServer) -> None:
 
 
 def test_at(server: LiveServer) -> None:
-    """_at: the versions that were current at some point in the given time."""
+    """_at: the versions that were current at some point in the given time.
+    See https://hl7.org/fhir/R4/http.html#history."""
     a = put(server, "Patient/at-a", _patient("A1", "at-a")).json()
     time.sleep(0.002)
     b = put(server, "Patient/at-b", _patient("B1", "at-b")).json()
@@ -195,7 +200,8 @@ def test_count_and_paging_each_version_once_while_writing(server: LiveServer) ->
 
 
 def test_count_zero_and_over_limit(server: LiveServer) -> None:
-    """_count=0 gives the total only; a huge _count is capped, not an error."""
+    """_count=0 gives the total only; a huge _count is capped, not an error.
+    See https://hl7.org/fhir/R4/http.html#history."""
     for i in range(3):
         post(server, "Patient", _patient(f"C{i}"))
     zero = _history(server, "_history", _count="0")
@@ -205,7 +211,8 @@ def test_count_zero_and_over_limit(server: LiveServer) -> None:
 
 
 def test_history_after_a_transaction(server: LiveServer) -> None:
-    """Each entry of a committed transaction is a version in history."""
+    """Each entry of a committed transaction is a version in history.
+    See https://hl7.org/fhir/R4/http.html#history."""
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:6a0d9f0c-0000-4000-8000-000000000001",
          "resource": _patient("T"), "request": {"method": "POST", "url": "Patient"}},
@@ -220,7 +227,8 @@ def test_history_after_a_transaction(server: LiveServer) -> None:
 
 
 def test_bad_parameters_are_400(server: LiveServer) -> None:
-    """Malformed _since, _at or _count: 400 with an OperationOutcome naming the parameter."""
+    """Malformed _since, _at or _count: 400 with an OperationOutcome naming the parameter.
+    See https://hl7.org/fhir/R4/http.html#history."""
     post(server, "Patient", _patient("B"))
     for path in ("_history", "Patient/_history"):
         for name, value in (("_since", "yesterday"), ("_since", "2024-13-01T00:00:00Z"),
@@ -232,7 +240,8 @@ def test_bad_parameters_are_400(server: LiveServer) -> None:
 
 
 def test_unknown_targets(server: LiveServer) -> None:
-    """History of an id that never existed: 404; of an unknown type: 404."""
+    """History of an id that never existed: 404; of an unknown type: 404.
+    See https://hl7.org/fhir/R4/http.html#history."""
     r = server.http.get(server.url("Patient/nobody/_history"))
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
     assert server.http.get(server.url("NotAType/_history")).status_code == 404
@@ -242,7 +251,7 @@ def test_unknown_targets(server: LiveServer) -> None:
 def test_paging_under_concurrent_writers_never_repeats(server: LiveServer) -> None:
     """With writers committing all the time (some with instants taken before a page was read
     but committed after), a walk through the next links never serves a version twice and
-    misses none of those that existed before it began."""
+    misses none of those that existed before it began (https://hl7.org/fhir/R4/http.html#paging)."""
     for i in range(30):
         post(server, "Patient", _patient(f"Base{i}"))
 

@@ -36,7 +36,7 @@ def _versions(server: LiveServer, pid: str = "pt") -> int:
 
 def test_add_replace_remove_test(server: LiveServer) -> None:
     """All four common operations in one patch; the result is a new version, returned and
-    stored."""
+    stored (https://hl7.org/fhir/R4/http.html#patch)."""
     _new(server, gender="male")
     ops = [
         {"op": "test", "path": "/name/0/family", "value": "Chalmers"},
@@ -62,7 +62,8 @@ def test_add_replace_remove_test(server: LiveServer) -> None:
 
 
 def test_copy_and_move(server: LiveServer) -> None:
-    """move and copy (RFC 6902 section 4.4, 4.5) work too."""
+    """move and copy (RFC 6902 section 4.4, 4.5) work too.
+    See https://www.rfc-editor.org/rfc/rfc6902."""
     _new(server)
     r = _patch(server, "Patient/pt", [
         {"op": "copy", "from": "/name/0", "path": "/name/-"},
@@ -74,7 +75,8 @@ def test_copy_and_move(server: LiveServer) -> None:
 
 
 def test_failing_test_op_is_422_and_writes_nothing(server: LiveServer) -> None:
-    """A `test` that fails: 422 Unprocessable Entity, no new version."""
+    """A `test` that fails: 422 Unprocessable Entity, no new version.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     _new(server)
     for ops in ([{"op": "test", "path": "/name/0/family", "value": "Smith"}],
                 [{"op": "replace", "path": "/active", "value": False},
@@ -86,7 +88,8 @@ def test_failing_test_op_is_422_and_writes_nothing(server: LiveServer) -> None:
 
 
 def test_unappliable_paths_are_422(server: LiveServer) -> None:
-    """Operations on paths that do not exist cannot be applied: 422."""
+    """Operations on paths that do not exist cannot be applied: 422.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     _new(server)
     for ops in ([{"op": "replace", "path": "/gender", "value": "male"}],
                 [{"op": "remove", "path": "/address"}],
@@ -116,7 +119,8 @@ def test_patch_leaving_an_invalid_resource_is_400(server: LiveServer) -> None:
 
 
 def test_changing_id_or_type_is_422(server: LiveServer) -> None:
-    """A patch may not change the resource's id or type."""
+    """A patch may not change the resource's id or type.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     _new(server)
     for ops in ([{"op": "replace", "path": "/id", "value": "other"}],
                 [{"op": "remove", "path": "/id"}],
@@ -128,7 +132,8 @@ def test_changing_id_or_type_is_422(server: LiveServer) -> None:
 
 
 def test_malformed_patch_documents_are_400(server: LiveServer) -> None:
-    """What is not a JSON Patch document is a bad request (RFC 5789 section 2.2)."""
+    """What is not a JSON Patch document is a bad request (RFC 5789 section 2.2).
+    See https://hl7.org/fhir/R4/http.html#patch."""
     _new(server)
     for raw in (b"", b"{not json", b'{"op": "add"}', b'"add"', b"[1]",
                 b'[{"path": "/gender", "value": "male"}]',
@@ -142,7 +147,7 @@ def test_malformed_patch_documents_are_400(server: LiveServer) -> None:
 
 def test_wrong_content_type_is_415(server: LiveServer) -> None:
     """Only application/json-patch+json is accepted here (FHIRPath Patch and XML Patch are
-    not offered)."""
+    not offered) (https://hl7.org/fhir/R4/http.html#patch)."""
     _new(server)
     ops = [{"op": "add", "path": "/gender", "value": "male"}]
     for ctype in ("application/fhir+json", "application/json", "text/plain",
@@ -157,7 +162,8 @@ def test_wrong_content_type_is_415(server: LiveServer) -> None:
 
 
 def test_if_match(server: LiveServer) -> None:
-    """If-Match naming the current version applies; a stale one is 412 (#concurrency)."""
+    """If-Match naming the current version applies; a stale one is 412 (#concurrency).
+    See https://hl7.org/fhir/R4/http.html#concurrency."""
     _new(server)
     ops = [{"op": "add", "path": "/gender", "value": "male"}]
     ok = _patch(server, "Patient/pt", ops, **{"If-Match": 'W/"1"'})
@@ -169,7 +175,8 @@ def test_if_match(server: LiveServer) -> None:
 
 
 def test_prefer_return(server: LiveServer) -> None:
-    """Prefer: return=minimal gives no body, the headers still say the version."""
+    """Prefer: return=minimal gives no body, the headers still say the version.
+    See https://hl7.org/fhir/R4/http.html#ops."""
     _new(server)
     r = _patch(server, "Patient/pt", [{"op": "add", "path": "/gender", "value": "male"}],
                Prefer="return=minimal")
@@ -178,7 +185,8 @@ def test_prefer_return(server: LiveServer) -> None:
 
 
 def test_unknown_and_deleted_targets(server: LiveServer) -> None:
-    """PATCH on an id that never existed: 404; on a deleted resource: 410."""
+    """PATCH on an id that never existed: 404; on a deleted resource: 410.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     ops = [{"op": "add", "path": "/gender", "value": "male"}]
     assert _patch(server, "Patient/nobody", ops).status_code == 404
     _new(server)
@@ -189,7 +197,8 @@ def test_unknown_and_deleted_targets(server: LiveServer) -> None:
 
 
 def test_conditional_patch(server: LiveServer) -> None:
-    """PATCH [type]?criteria: the one match is patched; none is 404; several are 412."""
+    """PATCH [type]?criteria: the one match is patched; none is 404; several are 412.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     _new(server, "cp1", identifier=[{"system": SYS, "value": "one"}])
     for pid in ("cp2", "cp3"):
         _new(server, pid, identifier=[{"system": SYS, "value": "two"}])
@@ -206,7 +215,8 @@ def test_conditional_patch(server: LiveServer) -> None:
 
 
 def test_patched_resource_is_searchable(server: LiveServer) -> None:
-    """The index follows the patch: the new value is found, the old one no longer."""
+    """The index follows the patch: the new value is found, the old one no longer.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     pid = post(server, "Patient", {"resourceType": "Patient",
                                    "name": [{"family": "Before"}]}).json()["id"]
     assert _patch(server, f"Patient/{pid}", [

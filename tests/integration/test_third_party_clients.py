@@ -29,7 +29,7 @@ SYS = "http://example.org/fhir/ids"
 
 def test_fhirpy_crud(server: LiveServer) -> None:
     """create (POST), read, update (PUT), conditional read (refresh sends If-None-Match),
-    delete, and a read after delete reported as not found."""
+    delete, and a read after delete reported as not found (https://hl7.org/fhir/R4/http.html)."""
     client = SyncFHIRClient(server.base)
     pat = client.resource("Patient", name=[{"family": "Fhirpy", "given": ["Ada"]}],
                           identifier=[{"system": SYS, "value": "fp-1"}])
@@ -53,7 +53,8 @@ def test_fhirpy_crud(server: LiveServer) -> None:
 
 
 def test_fhirpy_search_and_paging(server: LiveServer) -> None:
-    """search with modifiers, fetch_all following next links, count, get/first."""
+    """search with modifiers, fetch_all following next links, count, get/first.
+    See https://hl7.org/fhir/R4/http.html#search."""
     client = SyncFHIRClient(server.base)
     for i in range(12):
         client.resource("Patient", name=[{"family": "Pager", "given": [f"G{i}"]}],
@@ -79,7 +80,8 @@ def test_fhirpy_search_and_paging(server: LiveServer) -> None:
 
 def test_fhirpy_conditional_create_and_update(server: LiveServer) -> None:
     """Conditional create with the If-None-Exist header (201, then 200 with the same resource,
-    then 412 once two match); a searchset update is a conditional PUT (create, then update)."""
+    then 412 once two match); a searchset update is a conditional PUT (create, then update).
+    See https://hl7.org/fhir/R4/http.html."""
     client = SyncFHIRClient(server.base)
     criteria = f"identifier={SYS}|fp-cond"
     conditional = SyncFHIRClient(server.base, extra_headers={"If-None-Exist": criteria})
@@ -125,7 +127,8 @@ def test_fhirpy_conditional_create_and_update(server: LiveServer) -> None:
 
 def test_fhirpy_transaction_execute(server: LiveServer) -> None:
     """client.execute('/', data=bundle) posts a transaction; urn:uuid references come back
-    resolved; a failing transaction raises with the OperationOutcome and writes nothing."""
+    resolved; a failing transaction raises with the OperationOutcome and writes nothing.
+    See https://hl7.org/fhir/R4/http.html."""
     client = SyncFHIRClient(server.base)
     urn = "urn:uuid:a3a3a3a3-0000-4000-8000-000000000001"
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": [
@@ -174,7 +177,8 @@ def _smart(server: LiveServer) -> smart_client.FHIRClient:
 
 
 def test_fhirclient_capabilities(server: LiveServer) -> None:
-    """The CapabilityStatement parses with the client's strict models."""
+    """The CapabilityStatement parses with the client's strict models.
+    See https://hl7.org/fhir/R4/http.html#capabilities."""
     smart = _smart(server)
     caps = CapabilityStatement.read_from("metadata", smart.server)
     assert caps.fhirVersion == "4.0.1"
@@ -182,7 +186,8 @@ def test_fhirclient_capabilities(server: LiveServer) -> None:
 
 
 def test_fhirclient_crud(server: LiveServer) -> None:
-    """create, read, update, delete and search through fhirclient's models."""
+    """create, read, update, delete and search through fhirclient's models.
+    See https://hl7.org/fhir/R4/http.html."""
     smart = _smart(server)
     srv = smart.server
     pat = FcPatient()
@@ -229,7 +234,8 @@ def test_fhirclient_crud(server: LiveServer) -> None:
 
 
 def test_fhirclient_paging_and_bundles(server: LiveServer) -> None:
-    """Searchset and history Bundles parse with the strict models; next links are followed."""
+    """Searchset and history Bundles parse with the strict models; next links are followed.
+    See https://hl7.org/fhir/R4/http.html#paging."""
     smart = _smart(server)
     srv = smart.server
     for i in range(7):
