@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import cache
 from typing import TYPE_CHECKING
 
 from fhir_server.config import Config
 from fhir_server.hooks import Hooks
-from fhir_server.store.base import Queryable, ResourceStore, StoreTx
+from fhir_server.store.base import ResourceStore, StoreTx
 
 if TYPE_CHECKING:
     from fhir_server.search.engine import SearchEngine
@@ -29,7 +28,9 @@ class Context:
     @property
     def search_engine(self) -> SearchEngine:
         """The process-wide search engine (stateless; its compiled registries are shared)."""
-        return _search_engine()
+        from fhir_server.search.engine import get_engine
+
+        return get_engine()
 
     def within(self, tx: StoreTx) -> Context:
         """This context with every write going to `tx`."""
@@ -43,15 +44,3 @@ class Context:
             return
         with self.store.transaction() as tx:
             yield tx
-
-    @property
-    def reader(self) -> Queryable:
-        """Where reads go: the open transaction (to see its writes) or the store."""
-        return self.tx if self.tx is not None else self.store
-
-
-@cache
-def _search_engine() -> SearchEngine:
-    from fhir_server.search.engine import SearchEngine
-
-    return SearchEngine()

@@ -10,10 +10,11 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from fhir_server.context import Context
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.search.elements import subset
-from fhir_server.search.engine import SearchEngine, SearchResult, get_engine
+from fhir_server.search.engine import SearchResult
 from fhir_server.search.parse import parse_search
 from fhir_server.store.base import Queryable, StoredResource
 from fhir_server.timeutil import now_us, to_instant
@@ -28,23 +29,15 @@ class BodySource(Queryable, Protocol):
         ...
 
 
-class SearchContext(Protocol):
-    """What the search interaction needs from the server context."""
-
-    @property
-    def store(self) -> BodySource: ...
-
-
 def search(
-    ctx: SearchContext,
+    ctx: Context,
     req: FhirRequest,
     res_type: str | None,
     compartment: tuple[str, str] | None,
 ) -> FhirResponse:
     """Search `res_type` (None: system level, or every type of the compartment)."""
-    source: BodySource = getattr(ctx, "reader", None) or ctx.store
-    engine: SearchEngine = getattr(ctx, "search_engine", None) or get_engine()
-    config = getattr(ctx, "config", None)
+    source: BodySource = ctx.tx if ctx.tx is not None else ctx.store
+    config = ctx.config
     strict = req.prefer.get("handling") == "strict"
     if compartment is not None and not is_compartment_type(compartment[0]):
         raise FhirError.of(404, "not-found", f"{compartment[0]} has no compartment")
@@ -54,12 +47,12 @@ def search(
         strict,
         compartment,
         req.base_url,
-        default_count=getattr(config, "default_page_size", 50),
-        max_count=getattr(config, "max_page_size", 1000),
+        default_count=config.default_page_size,
+        max_count=config.max_page_size,
     )
     if compartment is not None and not request.types:
         request.types = compartment_resource_types(compartment[0])
-    result = engine.execute(source, request)
+    result = ctx.search_engine.execute(source, request)
     bundle = searchset(req, res_type, compartment, result, source)
     return FhirResponse(200, resource=bundle)
 
