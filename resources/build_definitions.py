@@ -1,7 +1,10 @@
-"""Generate the compact R4 structure and required-value-set data from the official definitions.
+"""Generate the compact R4 structure and value-set data from the official definitions.
 
 Reads StructureDefinition snapshots (https://hl7.org/fhir/R4/structuredefinition.html) and
-ValueSets/CodeSystems (https://hl7.org/fhir/R4/valueset.html) and writes ``resources/data/``.
+ValueSets/CodeSystems (https://hl7.org/fhir/R4/valueset.html) and writes ``resources/data/``:
+the element trees, the expansions of required bindings (validation), the expansions of every
+enumerable core ValueSet (search ``:in``/``:not-in``) and the code system implied by each
+``code`` element's binding (token search, https://hl7.org/fhir/R4/search.html#token).
 Run: ``python -m resources.build_definitions [DEFINITIONS_DIR [OUT_DIR]]``.
 """
 
@@ -19,6 +22,8 @@ FHIR_VERSION = "4.0.1"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 STRUCTURES_FILE = DATA_DIR / "structures.json.gz"
 VALUESETS_FILE = DATA_DIR / "valuesets-required.json.gz"
+ENUMERABLE_FILE = DATA_DIR / "valuesets-enumerable.json.gz"
+CODE_SYSTEMS_FILE = DATA_DIR / "code-systems.json"
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fhir-r4-definitions"
 
 _FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
@@ -204,6 +209,24 @@ class _Terminology:
             raise _NotCheckable("include with neither system nor valueSet")
         return result
 
+    def systems(self, url: str, stack: tuple[str, ...] = ()) -> set[str]:
+        """The code systems a ValueSet draws its codes from (its includes, through included
+        value sets), without expanding it; raise _NotCheckable when that is not known."""
+        if url in stack:
+            raise _NotCheckable(f"value set {url} includes itself")
+        vs = self.value_sets.get(url)
+        if vs is None:
+            raise _NotCheckable(f"value set {url} is not in the core definitions")
+        out: set[str] = set()
+        for inc in vs.get("compose", {}).get("include", []):
+            if "system" in inc:
+                out.add(inc["system"])
+            for vs_url in inc.get("valueSet", []):
+                out |= self.systems(_strip_version(vs_url), (*stack, url))
+        if not out:
+            raise _NotCheckable(f"value set {url} names no code system")
+        return out
+
     def expand(self, url: str, stack: tuple[str, ...] = ()) -> set[tuple[str, str]]:
         """All (system, code) pairs of a ValueSet, or raise _NotCheckable."""
         if url in stack:
@@ -222,14 +245,20 @@ class _Terminology:
         return codes
 
 
-def build_valuesets(structures: JsonObj, terminology: Iterable[JsonObj]) -> JsonObj:
+def _by_system(codes: set[tuple[str, str]]) -> dict[str, list[str]]:
+    by_system: dict[str, list[str]] = {}
+    for system, code in codes:
+        by_system.setdefault(system, []).append(code)
+    return {s: sorted(c) for s, c in by_system.items()}
+
+
+def build_valuesets(structures: JsonObj, term: _Terminology) -> JsonObj:
     """Expansions of every ValueSet bound ``required`` in the structures, by URL."""
     urls: set[str] = set()
     for struct in structures["structures"].values():
         for entry in struct["elements"]:
             if "binding" in entry:
                 urls.add(entry["binding"])
-    term = _Terminology(terminology)
     expanded: JsonObj = {}
     not_checkable: JsonObj = {}
     for url in sorted(urls):
@@ -238,11 +267,39 @@ def build_valuesets(structures: JsonObj, terminology: Iterable[JsonObj]) -> Json
         except _NotCheckable as exc:
             not_checkable[url] = str(exc)
             continue
-        by_system: dict[str, list[str]] = {}
-        for system, code in codes:
-            by_system.setdefault(system, []).append(code)
-        expanded[url] = {s: sorted(c) for s, c in by_system.items()}
+        expanded[url] = _by_system(codes)
     return {"fhirVersion": FHIR_VERSION, "valueSets": expanded, "notCheckable": not_checkable}
+
+
+def build_enumerable(term: _Terminology) -> JsonObj:
+    """Expansions of every ValueSet of the core package that can be enumerated from its
+    definitions, by URL (what token ``:in``/``:not-in`` can answer;
+    https://hl7.org/fhir/R4/search.html#token)."""
+    expanded: JsonObj = {}
+    for url in sorted(term.value_sets):
+        try:
+            expanded[url] = _by_system(term.expand(url))
+        except _NotCheckable:
+            continue
+    return {"fhirVersion": FHIR_VERSION, "valueSets": expanded}
+
+
+def build_code_systems(structures: JsonObj, term: _Terminology) -> JsonObj:
+    """The implied system of each ``code`` element: the one code system its required
+    binding's value set draws from, by element path (elements bound to value sets of several
+    systems, or to ones outside the core package, have none)."""
+    implied: dict[str, str] = {}
+    for struct in structures["structures"].values():
+        for entry in struct["elements"]:
+            if entry.get("types") != ["code"] or "binding" not in entry:
+                continue
+            try:
+                systems = term.systems(entry["binding"])
+            except _NotCheckable:
+                continue
+            if len(systems) == 1:
+                implied[entry["path"]] = next(iter(systems))
+    return {"fhirVersion": FHIR_VERSION, "codeSystems": dict(sorted(implied.items()))}
 
 
 def _write(path: Path, data: JsonObj) -> int:
@@ -264,16 +321,25 @@ def main(argv: list[str] | None = None) -> int:
         if r["resourceType"] == "StructureDefinition"
     ]
     structures = build_structures(sds)
-    terminology = _bundle_resources(_load_json(source / "valuesets.json.gz"))
-    valuesets = build_valuesets(structures, terminology)
+    term = _Terminology(_bundle_resources(_load_json(source / "valuesets.json.gz")))
+    valuesets = build_valuesets(structures, term)
+    enumerable = build_enumerable(term)
+    code_systems = build_code_systems(structures, term)
     out.mkdir(parents=True, exist_ok=True)
     size_s = _write(out / STRUCTURES_FILE.name, structures)
     size_v = _write(out / VALUESETS_FILE.name, valuesets)
+    size_e = _write(out / ENUMERABLE_FILE.name, enumerable)
+    raw = orjson.dumps(code_systems, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+    (out / CODE_SYSTEMS_FILE.name).write_bytes(raw)
     print(
         f"{STRUCTURES_FILE.name}: {len(structures['resourceTypes'])} resource types, "
         f"{len(structures['complexTypes'])} datatypes, {size_s} bytes\n"
         f"{VALUESETS_FILE.name}: {len(valuesets['valueSets'])} value sets expanded, "
-        f"{len(valuesets['notCheckable'])} not checkable, {size_v} bytes"
+        f"{len(valuesets['notCheckable'])} not checkable, {size_v} bytes\n"
+        f"{ENUMERABLE_FILE.name}: {len(enumerable['valueSets'])} of {len(term.value_sets)} "
+        f"value sets enumerable, {size_e} bytes\n"
+        f"{CODE_SYSTEMS_FILE.name}: {len(code_systems['codeSystems'])} code elements with an "
+        f"implied system, {len(raw)} bytes"
     )
     return 0
 

@@ -3,15 +3,45 @@ reference index rows of the page's resources, repeated for ``:iterate``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
 from fhir_server.search.model import Include
 from fhir_server.store.base import Queryable
+from resources.search_parameters import SearchParameter, resource_types, search_params_for
 
 MAX_ROUNDS = 4
 MAX_INCLUDED = 5000
 _CHUNK = 500
+
+
+def include_params(source_type: str) -> Mapping[str, SearchParameter]:
+    """The reference parameters of `source_type` that ``_include=source_type:param`` and
+    ``_revinclude`` may name (https://hl7.org/fhir/R4/search.html#include)."""
+    return {
+        code: sp
+        for code, sp in search_params_for(source_type).items()
+        if sp.type == "reference" and sp.expression
+    }
+
+
+@cache
+def _revinclude_index() -> Mapping[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    every = tuple(resource_types())
+    for source in sorted(every):
+        for code, sp in include_params(source).items():
+            for target in sp.target or every:
+                out.setdefault(target, []).append(f"{source}:{code}")
+    return {t: tuple(v) for t, v in out.items()}
+
+
+def revinclude_params(target_type: str) -> tuple[str, ...]:
+    """``Source:param`` pairs whose references can point at `target_type`: the
+    ``_revinclude`` values that can find something on a search of it
+    (https://hl7.org/fhir/R4/search.html#revinclude)."""
+    return _revinclude_index().get(target_type, ())
 
 
 def _chunks(pks: list[int]) -> Iterable[list[int]]:
@@ -26,7 +56,9 @@ def _forward(q: Queryable, inc: Include, pks: list[int]) -> list[int]:
         args: list[Any] = list(chunk)
         conds = [f"ref.res_pk IN ({', '.join('?' * len(chunk))})"]
         if inc.source_type != "*":
-            conds.append("ref.res_type = ?")
+            # SQLite has no statistics: keep it on the (res_pk, param) index, not (res_type, ...)
+            plus = "+" if q.dialect.name == "sqlite" else ""
+            conds.append(f"{plus}ref.res_type = ?")
             args.append(inc.source_type)
         if inc.param != "*":
             conds.append("ref.param = ?")
@@ -57,10 +89,12 @@ def _reverse(q: Queryable, inc: Include, pks: list[int]) -> list[int]:
         if inc.target_type:
             conds.append("p.res_type = ?")
             args.append(inc.target_type)
+        # CROSS JOIN keeps SQLite's join order (the page's rows first, then one index probe
+        # each; https://www.sqlite.org/optoverview.html#crossjoin); PostgreSQL reorders freely.
         sql = (
-            "SELECT DISTINCT ref.res_pk FROM resources p JOIN idx_reference ref "
-            "ON ref.target_type = p.res_type AND ref.target_id = p.res_id "
-            f"WHERE {' AND '.join(conds)}"
+            "SELECT DISTINCT ref.res_pk FROM resources p CROSS JOIN idx_reference ref "
+            f"WHERE ref.target_type = p.res_type AND ref.target_id = p.res_id "
+            f"AND {' AND '.join(conds)}"
         )
         out.extend(row[0] for row in q.query(sql, args))
     return out

@@ -25,6 +25,7 @@ from fhir_server.search.paths import (
 )
 from fhir_server.search.paths import compile_relative as _compile_relative
 from fhir_server.search.schema import INDEX_TABLES
+from fhir_server.search.words import content_words, narrative_words
 from resources.search_parameters import (
     SearchParameter,
     resource_types,
@@ -34,6 +35,14 @@ from resources.search_parameters import (
 
 # Parameters answered from the resources table itself, not from index rows.
 RESOURCE_COLUMN_PARAMS = frozenset({"_id", "_lastUpdated"})
+
+# Parameters without a FHIRPath expression indexed as words, one idx_string row per distinct
+# word (value_norm; value_exact NULL): the narrative and every string of the resource
+# (https://hl7.org/fhir/R4/search.html#text; fhir_server.search.words).
+WORD_PARAMS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "_text": narrative_words,
+    "_content": content_words,
+}
 
 TABLE_OF_TYPE = {
     "string": "idx_string",
@@ -91,6 +100,7 @@ class _Plan:
     table: str
     extract: Extractor
     roots: tuple[_CompositeRoot, ...] = ()  # composites only
+    words: Callable[[dict[str, Any]], list[str]] | None = None  # WORD_PARAMS only
 
 
 class Indexer:
@@ -120,6 +130,10 @@ class Indexer:
     def _compile(self, resource_type: str) -> tuple[_Plan, ...]:
         out: list[_Plan] = []
         for code, sp in search_params_for(resource_type).items():
+            if code in WORD_PARAMS:
+                words = WORD_PARAMS[code]
+                out.append(_Plan(code, "words", "idx_string", _no_extract, words=words))
+                continue
             if code in RESOURCE_COLUMN_PARAMS or not sp.expression:
                 continue
             table = TABLE_OF_TYPE.get(sp.type)
@@ -130,7 +144,8 @@ class Indexer:
                 if plan:
                     out.append(plan)
                 continue
-            compiled = compile_expression(sp.expression, resource_type)
+            # token: bound `code` elements are indexed with their implied system
+            compiled = compile_expression(sp.expression, resource_type, sp.type == "token")
             if compiled is None:
                 continue
             out.append(_Plan(code, sp.type, table, compiled.extract))
@@ -167,9 +182,17 @@ class Indexer:
         if not isinstance(rt, str):
             return {}
         out: Rows = {}
+        memo: _Memo = {}
         for plan in self.plans(rt):
+            if plan.words is not None:
+                found_words = plan.words(resource)
+                if found_words:
+                    code = plan.code
+                    bucket = out.setdefault("idx_string", [])
+                    bucket.extend([(rt, code, w, None) for w in found_words])
+                continue
             if plan.type == "composite":
-                vals = _composite_rows(plan, resource)
+                vals = _composite_rows(plan, resource, memo)
             else:
                 found = plan.extract(resource)
                 if not found:
@@ -203,23 +226,33 @@ def _add(out: Rows, table: str, row: tuple[Any, ...]) -> None:
         bucket.append(row)
 
 
-def _composite_rows(plan: _Plan, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
+_Memo = dict[tuple[int, str, int], list[V.CompRow]]
+"""Component values per (element, component type, extractor) within one resource: composites
+share components (Observation has six with ``code``), computed once."""
+
+
+def _composite_rows(plan: _Plan, resource: dict[str, Any], memo: _Memo) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for root in plan.roots:
         for element in run_ops(root.ops, [resource], resource):
-            rows.extend(_combinations(root.components, element, resource))
+            rows.extend(_combinations(root.components, element, resource, memo))
     return rows
 
 
 def _combinations(
-    components: tuple[_Component, ...], element: Any, resource: dict[str, Any]
+    components: tuple[_Component, ...], element: Any, resource: dict[str, Any], memo: _Memo
 ) -> list[tuple[Any, ...]]:
-    """The cartesian product of the component values found in one element."""
+    """The cartesian product of the component values found in one element (a node of
+    `resource`, alive while its rows are made, so its id() keys the memo)."""
     combos: list[tuple[Any, ...]] = [()]
     for comp in components:
-        vals: list[V.CompRow] = []
-        for ctyp, cv in comp.extract(element, resource):
-            vals.extend(V.component_values(comp.type, ctyp, cv))
+        key = (id(element), comp.type, id(comp.extract))
+        vals = memo.get(key)
+        if vals is None:
+            vals = []
+            for ctyp, cv in comp.extract(element, resource):
+                vals.extend(V.component_values(comp.type, ctyp, cv))
+            memo[key] = vals
         if not vals:
             return []
         combos = [c + v for c in combos for v in vals]

@@ -83,6 +83,23 @@ class CompositeValue:
     parts: tuple[Value, ...]
 
 
+@dataclass(frozen=True)
+class ValueSetValue:
+    """A token ``:in``/``:not-in`` value: the codes of a value set the server can enumerate
+    (https://hl7.org/fhir/R4/search.html#token)."""
+
+    url: str
+    codes: tuple[tuple[str, tuple[str, ...]], ...]  # (system, its codes), sorted
+
+
+@dataclass(frozen=True)
+class WordsValue:
+    """A ``_text``/``_content`` value: each word must be a word of the resource or the start
+    of one (fhir_server.search.words)."""
+
+    words: tuple[str, ...]
+
+
 Value = Union[  # noqa: UP007 (a runtime alias)
     StringValue,
     TokenValue,
@@ -94,6 +111,8 @@ Value = Union[  # noqa: UP007 (a runtime alias)
     IdentifierValue,
     UriValue,
     CompositeValue,
+    ValueSetValue,
+    WordsValue,
 ]
 
 
@@ -127,7 +146,15 @@ class Has:
     inner: Criterion
 
 
-Criterion = Union[Clause, Chain, Has]  # noqa: UP007
+@dataclass(frozen=True)
+class InList:
+    """``_list=id1,id2``: the resources the ``entry.item`` of List/id1 or List/id2 refer to
+    (https://hl7.org/fhir/R4/search.html#list)."""
+
+    list_ids: tuple[str, ...]
+
+
+Criterion = Union[Clause, Chain, Has, InList]  # noqa: UP007
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,20 @@ Bad values, unknown modifiers and malformed result parameters are always a 400.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search import values_parse as P
+from fhir_server.search.include import include_params
+from fhir_server.search.indexer import RESOURCE_COLUMN_PARAMS, WORD_PARAMS
 from fhir_server.search.model import (
     Chain,
     Clause,
     Criterion,
     Has,
     Include,
+    InList,
     SearchRequest,
     SortKey,
     Value,
@@ -35,7 +39,7 @@ MAX_CHAIN_DEPTH = 4
 # Modifiers implemented per parameter type; others valid in R4 get "not supported".
 SUPPORTED_MODIFIERS: Mapping[str, frozenset[str]] = {
     "string": frozenset({"missing", "exact", "contains"}),
-    "token": frozenset({"missing", "text", "not", "of-type"}),
+    "token": frozenset({"missing", "text", "not", "of-type", "in", "not-in"}),
     "reference": frozenset({"missing", "identifier"}),
     "date": frozenset({"missing"}),
     "number": frozenset({"missing"}),
@@ -47,7 +51,31 @@ SUPPORTED_MODIFIERS: Mapping[str, frozenset[str]] = {
 SUMMARY_VALUES = ("true", "false", "text", "data", "count")
 TOTAL_VALUES = ("none", "estimate", "accurate")
 IGNORED = frozenset({"_format", "_pretty", "_cursor"})
-UNSUPPORTED = frozenset({"_text", "_content", "_query", "_list", "_filter", "_containedType"})
+UNSUPPORTED = frozenset({"_query", "_filter", "_containedType"})
+LIST_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # https://hl7.org/fhir/R4/datatypes.html#id
+RESULT_PARAMS = (
+    "_count", "_sort", "_total", "_include", "_revinclude", "_summary", "_elements", "_contained",
+)  # fmt: skip
+
+
+def is_supported(sp: SearchParameter) -> bool:
+    """Whether the engine answers searches on `sp` (the others are ignored, or a 400 under
+    ``Prefer: handling=strict``; https://hl7.org/fhir/R4/search.html#errors): parameters
+    without a FHIRPath expression (`_text`, `_content`, `_query`) and `special` ones (`near`)
+    are not indexed."""
+    if sp.code in UNSUPPORTED:
+        return False
+    if sp.code in RESOURCE_COLUMN_PARAMS:  # answered from the resources table
+        return True
+    if sp.code in WORD_PARAMS:  # _text, _content: indexed as words (search.words)
+        return True
+    if sp.type == "special" or not sp.expression:
+        return False
+    if sp.type == "composite":
+        return bool(sp.components) and all(
+            search_param_by_url(url) is not None for url, _ in sp.components
+        )
+    return True
 
 
 def bad_request(
@@ -70,6 +98,12 @@ def params_for(types: tuple[str, ...]) -> Mapping[str, SearchParameter]:
         if all(o is not None and o.type == sp.type for o in others):
             out[code] = sp
     return out
+
+
+def supported_params(types: tuple[str, ...]) -> Mapping[str, SearchParameter]:
+    """The search parameters on `types` the engine answers, by code (what the
+    CapabilityStatement lists; https://hl7.org/fhir/R4/capabilitystatement.html)."""
+    return {code: sp for code, sp in params_for(types).items() if is_supported(sp)}
 
 
 class _Parser:
@@ -171,20 +205,22 @@ class _Parser:
                     f"Modifier ':{modifier}' on parameter '{code}' is not supported",
                     "not-supported",
                 )
-        if sp.type == "special" or (sp.type != "composite" and not sp.expression):
-            if code not in ("_id", "_lastUpdated"):
-                self.unknown(f"Search parameter '{code}' is not supported")
-                return None
+        if modifier not in (None, "missing") and (
+            (code in WORD_PARAMS) or (code == "_id" and modifier in ("in", "not-in"))
+        ):
+            raise bad_request(
+                f"Modifier ':{modifier}' on parameter '{code}' is not supported", "not-supported"
+            )
+        if not is_supported(sp):
+            self.unknown(f"Search parameter '{code}' is not supported")
+            return None
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise bad_request(f"':missing' on '{code}' takes true or false, not '{value}'")
             return Clause(code, sp, modifier, (), missing=value == "true")
         components: tuple[SearchParameter, ...] = ()
-        if sp.type == "composite":
+        if sp.type == "composite":  # is_supported: every component is known
             comps = [search_param_by_url(url) for url, _ in sp.components]
-            if any(c is None for c in comps):
-                self.unknown(f"Composite parameter '{code}' is not supported")
-                return None
             components = tuple(c for c in comps if c is not None)
         values: list[Value] = []
         for text in P.split_escaped(value, ","):
@@ -210,9 +246,13 @@ class _Parser:
     ) -> Value:
         if sp.type == "composite":
             return P.parse_composite(text, components, self.base_url)
-        if sp.type == "string" and sp.code != "_content":
+        if sp.code in WORD_PARAMS:
+            return P.parse_words(text)
+        if sp.type == "string":
             return P.parse_string(text)
         if sp.type == "token":
+            if modifier in ("in", "not-in"):
+                return P.parse_value_set(text)
             if modifier == "text":
                 return P.parse_text(text)
             if modifier == "of-type":
@@ -223,6 +263,25 @@ class _Parser:
                 return P.parse_identifier(text)
             return P.parse_reference_value(text, sp, type_modifier, self.base_url)
         return P.parse_simple(sp.type, text, sp, self.base_url)
+
+    def in_list(self, value: str) -> InList | None:
+        """``_list=id,...`` (https://hl7.org/fhir/R4/search.html#list); functional lists such
+        as ``$current-allergies`` are not supported (a 400: ignoring one would match all)."""
+        ids: list[str] = []
+        for part in P.split_escaped(value, ","):
+            item = P.unescape(part).strip()
+            if not item:
+                continue
+            if item.startswith("$"):
+                raise bad_request(
+                    f"Functional list '{item}' is not supported: name a List by its id",
+                    "not-supported",
+                )
+            item = item.removeprefix("List/")
+            if not LIST_ID.fullmatch(item):
+                raise bad_request(f"_list: '{item}' is not the id of a List")
+            ids.append(item)
+        return InList(tuple(ids)) if ids else None
 
     # --- result parameters -----------------------------------------------------------------
 
@@ -235,7 +294,7 @@ class _Parser:
                 continue
             desc = part.startswith("-")
             code = part[1:] if desc else part
-            if code in ("_id", "_lastUpdated"):
+            if code in RESOURCE_COLUMN_PARAMS:
                 keys.append(SortKey(code, None, desc))
                 continue
             sp = known.get(code)
@@ -257,10 +316,8 @@ class _Parser:
         target = parts[2] if len(parts) == 3 else None
         if not P.is_resource_type(source):
             raise bad_request(f"Unknown resource type '{source}' in {name}={value}")
-        if param != "*":
-            sp = search_params_for(source).get(param)
-            if sp is None or sp.type != "reference":
-                raise bad_request(f"'{param}' is not a reference parameter of {source}")
+        if param != "*" and param not in include_params(source):
+            raise bad_request(f"'{param}' is not a reference parameter of {source}")
         if target is not None and not P.is_resource_type(target):
             raise bad_request(f"Unknown resource type '{target}' in {name}={value}")
         return Include(source, param, target, modifier != "", reverse)
@@ -343,6 +400,13 @@ def parse_search(
         elif name == "_contained":
             if value != "false":
                 parser.unknown("_contained searches are not supported")
+        elif base == "_list":
+            if name != base:
+                raise bad_request(f"Unknown modifier ':{name.partition(':')[2]}' on _list")
+            in_list = parser.in_list(value)
+            if in_list is not None:
+                req.criteria.append(in_list)
+                req.applied.append((name, value))
         elif base in UNSUPPORTED:
             parser.unknown(f"Search parameter '{base}' is not supported")
         else:

@@ -7,6 +7,8 @@ fhirpathpy is the general engine. Most R4 search expressions are plain paths
 on the JSON, about 20x faster than evaluating them with fhirpathpy, and typed statically from
 the R4 model so choice elements (``value[x]``) and datatypes are known without guessing.
 ``resolve() is X``, which fhirpathpy does not implement, is answered from the reference string.
+For token parameters, ``code`` elements whose required binding implies one code system yield
+Codings of that system (https://hl7.org/fhir/R4/search.html#token).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 import fhirpathpy
 from fhirpathpy.models import models
+
+from resources.terminology import implied_system
 
 Typed = tuple[str | None, Any]  # (FHIR type name, or None when unknown; the JSON value)
 Extractor = Callable[[dict[str, Any]], list[Typed]]
@@ -232,8 +236,10 @@ class Branch:
     """One statically typed way through an expression: runtime ops and the result type."""
 
     ops: tuple[Op, ...]  # ("get", key) | ("index", n) | ("eq", f, v) | ("ref_is", T) | ("rt", T)
+    #                      | ("coding", system): a code as a Coding of that system (bind_codes)
     type: str | None  # FHIR type of the values (None: unknown)
     base: str  # the model path/type below which further navigation continues
+    path: str = ""  # definition path of the element the values come from ("": not one element)
 
 
 def _expand(ops: list[Op], base: str, typ: str | None) -> list[Branch]:
@@ -263,7 +269,7 @@ def _expand(ops: list[Op], base: str, typ: str | None) -> list[Branch]:
                     t = _PATH2TYPE[path]
                     t = "string" if t.startswith("System.") else t
                     nb = path if t in ("BackboneElement", "Element") else t
-                    nxt.append(Branch(br.ops + (("get", op[1]),), t, nb))
+                    nxt.append(Branch(br.ops + (("get", op[1]),), t, nb, path))
                 else:
                     nxt.append(Branch(br.ops + (("get", op[1]),), "BackboneElement", path))
             elif op[0] == "oftype":
@@ -275,11 +281,11 @@ def _expand(ops: list[Op], base: str, typ: str | None) -> list[Branch]:
                 elif br.type in PRIMITIVES and br.type == want:
                     nxt.append(br)
             elif op[0] == "index":
-                nxt.append(Branch(br.ops + (op,), br.type, br.base))
+                nxt.append(Branch(br.ops + (op,), br.type, br.base, br.path))
             elif op[0] == "eq":
-                nxt.append(Branch(br.ops + (op,), br.type, br.base))
+                nxt.append(Branch(br.ops + (op,), br.type, br.base, br.path))
             elif op[0] == "resolve_is":
-                nxt.append(Branch(br.ops + (("ref_is", op[1]),), br.type, br.base))
+                nxt.append(Branch(br.ops + (("ref_is", op[1]),), br.type, br.base, br.path))
             else:
                 raise Unsupported(str(op))
         branches = nxt
@@ -293,7 +299,7 @@ def compile_branches(member: str, resource_type: str, base: str | None = None) -
     ops = _Parser(member).parse()
     if ops and ops[0] == ("root",):  # %resource: the resource the composite is on
         return [
-            Branch((("root",), *b.ops), b.type, b.base)
+            Branch((("root",), *b.ops), b.type, b.base, b.path)
             for b in _expand(ops[1:], resource_type, resource_type)
         ]
     if base is None:
@@ -304,6 +310,20 @@ def compile_branches(member: str, resource_type: str, base: str | None = None) -
             return []
         return _expand(ops[1:], resource_type, resource_type)
     return _expand(ops, base, None)
+
+
+def bind_codes(branches: list[Branch]) -> list[Branch]:
+    """`branches` with ``code`` elements that have an implied code system (the one system of
+    their required binding) yielding Codings of that system, for token search: the system of
+    a code is that of its value set (https://hl7.org/fhir/R4/search.html#token)."""
+    out: list[Branch] = []
+    for br in branches:
+        system = implied_system(br.path) if br.type == "code" else None
+        if system is None:
+            out.append(br)
+        else:
+            out.append(Branch(br.ops + (("coding", system),), "Coding", br.base, br.path))
+    return out
 
 
 # --- runtime -------------------------------------------------------------------------------
@@ -352,6 +372,8 @@ def run_ops(ops: tuple[Op, ...], start: list[Any], root: Any = None) -> list[Any
             cur = [v for v in cur if ref_type(v) == op[1]]
         elif kind == "rt":
             cur = [v for v in cur if type(v) is dict and v.get("resourceType") == op[1]]
+        elif kind == "coding":
+            cur = [{"system": op[1], "code": v} for v in cur if type(v) is str]
         if not cur:
             return cur
     return cur
@@ -413,9 +435,10 @@ class Compiled:
 
 
 @cache
-def compile_expression(expr: str, resource_type: str) -> Compiled | None:
+def compile_expression(expr: str, resource_type: str, codings: bool = False) -> Compiled | None:
     """Extractor of the values `expr` selects on resources of `resource_type` (None when no
-    member of the union applies to that type)."""
+    member of the union applies to that type); with `codings`, bound ``code`` elements yield
+    Codings of their implied system (see `bind_codes`)."""
     extractors: list[Extractor] = []
     slow: list[str] = []
     fast: list[Branch] = []
@@ -432,7 +455,7 @@ def compile_expression(expr: str, resource_type: str) -> Compiled | None:
             extractors.append(_fhirpath_extractor(member, resource_type))
             slow.append(member)
     if fast:
-        extractors.insert(0, _fast_extractor(fast))
+        extractors.insert(0, _fast_extractor(bind_codes(fast) if codings else fast))
     if not extractors:
         return None
     if len(extractors) == 1:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.search.indexer import OF_TYPE_SUFFIX, TABLE_OF_TYPE
+from fhir_server.search.indexer import OF_TYPE_SUFFIX, TABLE_OF_TYPE, WORD_PARAMS
 from fhir_server.search.model import (
     Chain,
     Clause,
@@ -20,6 +20,7 @@ from fhir_server.search.model import (
     DateValue,
     Has,
     IdentifierValue,
+    InList,
     NumberValue,
     QuantityValue,
     ReferenceValue,
@@ -30,6 +31,8 @@ from fhir_server.search.model import (
     TokenValue,
     UriValue,
     Value,
+    ValueSetValue,
+    WordsValue,
 )
 from fhir_server.search.schema import DATE_MAX, DATE_MIN
 from fhir_server.search.values import CANONICAL_MARK
@@ -78,6 +81,27 @@ def uri_ancestors(uri: str) -> list[str]:
     return out
 
 
+def _selectivity_rank(crit: Criterion) -> int | None:
+    """How few resources a criterion is likely to match, 0 (fewest) to 4; None when it cannot
+    start a search (it excludes rather than finds: :missing=true, :not)."""
+    if isinstance(crit, InList):
+        return 1
+    if isinstance(crit, Chain | Has):
+        return 2
+    if crit.code == "_id":
+        return 0 if crit.missing is None and crit.modifier != "not" else None
+    if crit.code == "_lastUpdated" or crit.missing is True or crit.modifier in ("not", "not-in"):
+        return None
+    if crit.missing is False:
+        return 4
+    kind = crit.param.type
+    if kind in ("reference", "uri") or (kind == "token" and crit.modifier != "text"):
+        return 1
+    if kind == "string" and crit.modifier == "exact":
+        return 1
+    return 3
+
+
 class QueryBuilder:
     """Builds SQL for one SearchRequest; aliases are numbered so sub-selects can nest."""
 
@@ -107,24 +131,64 @@ class QueryBuilder:
     # --- WHERE of the main query ----------------------------------------------------------
 
     def where(self, req: SearchRequest, alias: str = "r") -> Sql:
-        """Conditions on `alias` (a resources row) for every criterion of `req`."""
+        """Conditions on `alias` (a resources row) for every criterion of `req`.
+
+        The most selective criterion (see `driver`) is a ``pk IN (index probe)`` that the
+        database starts from; the others are correlated EXISTS probes of the (res_pk, param)
+        index for each candidate, so no other criterion's full match list is built. SQLite
+        has no statistics to choose by, so the type filter is kept out of its index choice
+        when a driver exists."""
         args: list[Any] = []
         conds = [f"{alias}.deleted = {self.false}"]
+        driver = self.driver(req.criteria)
         if req.types:
-            conds.append(self._type_filter(f"{alias}.res_type", req.types, args))
+            column = f"{alias}.res_type"
+            if driver is not None:
+                column = self.unindexed(column)
+            conds.append(self._type_filter(column, req.types, args))
         for crit in req.criteria:
-            conds.append(self.criterion(alias, req.types, crit, args))
+            conds.append(self.criterion(alias, req.types, crit, args, drive=crit is driver))
         if req.compartment is not None:
             conds.append(self.compartment(alias, req.types, req.compartment, args))
         return Sql(" AND ".join(conds), args)
 
+    def unindexed(self, column: str) -> str:
+        """`column` as SQLite will not use an index for (unary +;
+        https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_for_indexing);
+        PostgreSQL plans from statistics and gets it as it is."""
+        return f"+{column}" if self.d.name == "sqlite" else column
+
+    @staticmethod
+    def driver(criteria: list[Criterion]) -> Criterion | None:
+        """The criterion likely to match fewest resources, to start the search from; None
+        when an `_id` (a unique-key lookup) or no positive index criterion is there."""
+        best: tuple[int, int] | None = None
+        found: Criterion | None = None
+        for n, crit in enumerate(criteria):
+            rank = _selectivity_rank(crit)
+            if rank is None:
+                continue
+            if rank == 0:
+                return None  # _id: the resources table's own unique index drives
+            if best is None or (rank, n) < best:
+                best, found = (rank, n), crit
+        return found
+
     def criterion(
-        self, alias: str, types: tuple[str, ...], crit: Criterion, args: list[Any]
+        self,
+        alias: str,
+        types: tuple[str, ...],
+        crit: Criterion,
+        args: list[Any],
+        drive: bool = True,
     ) -> str:
+        """SQL for one criterion on `alias`; `drive=False` asks for a per-row probe."""
         if isinstance(crit, Clause):
-            return self.clause(alias, types, crit, args)
+            return self.clause(alias, types, crit, args, drive)
         if isinstance(crit, Chain):
             return self.chain(alias, types, crit, args)
+        if isinstance(crit, InList):
+            return self.in_list(alias, types, crit, args)
         return self.has(alias, types, crit, args)
 
     def chain(self, alias: str, types: tuple[str, ...], c: Chain, args: list[Any]) -> str:
@@ -162,6 +226,24 @@ class QueryBuilder:
             f"AND {src}.deleted = {self.false} AND {inner})"
         )
 
+    def in_list(self, alias: str, types: tuple[str, ...], c: InList, args: list[Any]) -> str:
+        """``_list``: the targets of the ``item`` reference rows of the named Lists
+        (``List.entry.item``; https://hl7.org/fhir/R4/search.html#list), found from the
+        List's own row: a unique-key lookup, then its rows, then each target's key."""
+        lst, ref, tgt = self._alias("l"), self._alias("ref"), self._alias("t")
+        args.extend(["List", *c.list_ids, "item"])
+        sql = (
+            f"{alias}.pk IN (SELECT {tgt}.pk FROM resources {lst} "
+            f"JOIN idx_reference {ref} ON {ref}.res_pk = {lst}.pk "
+            f"JOIN resources {tgt} ON {tgt}.res_type = {ref}.target_type "
+            f"AND {tgt}.res_id = {ref}.target_id "
+            f"WHERE {lst}.res_type = ? AND {lst}.res_id IN ({', '.join('?' * len(c.list_ids))}) "
+            f"AND {lst}.deleted = {self.false} AND {ref}.param = ?"
+        )
+        if types:
+            sql += " AND " + self._type_filter(f"{ref}.target_type", types, args)
+        return sql + ")"
+
     def compartment(
         self, alias: str, types: tuple[str, ...], comp: tuple[str, str], args: list[Any]
     ) -> str:
@@ -190,7 +272,9 @@ class QueryBuilder:
 
     # --- one parameter -------------------------------------------------------------------
 
-    def clause(self, alias: str, types: tuple[str, ...], c: Clause, args: list[Any]) -> str:
+    def clause(
+        self, alias: str, types: tuple[str, ...], c: Clause, args: list[Any], drive: bool = True
+    ) -> str:
         if c.code == "_id":
             return self._id_clause(alias, c, args)
         if c.code == "_lastUpdated":
@@ -199,21 +283,61 @@ class QueryBuilder:
             col = f"{alias}.last_updated_us"
             ors = [self._date_cond(col, col, v, args) for v in c.values]  # type: ignore[arg-type]
             return "(" + " OR ".join(ors) + ")"
+        if c.code in WORD_PARAMS and c.missing is None:
+            return self.words_clause(alias, types, c, args, drive)
         table = TABLE_OF_TYPE[c.param.type]
         i = self._alias("i")
         sub_args: list[Any] = []
-        tf = self._type_filter(f"{i}.res_type", types, sub_args)
         param = c.code + OF_TYPE_SUFFIX if c.modifier == "of-type" else c.code
+        negated = c.missing is True or c.modifier in ("not", "not-in")
+        if negated or not drive:
+            # a probe of this resource's own rows through the (res_pk, param) index
+            sub_args.append(param)
+            probe = f"SELECT 1 FROM {table} {i} WHERE {i}.res_pk = {alias}.pk AND {i}.param = ?"
+            if c.missing is None:
+                ors = [self.value_cond(i, c, v, sub_args) for v in c.values]
+                probe += f" AND ({' OR '.join(ors)})"
+            args.extend(sub_args)
+            return f"{'NOT ' if negated else ''}EXISTS ({probe})"
+        tf = self._type_filter(f"{i}.res_type", types, sub_args)
         sub_args.append(param)
         head = f"SELECT {i}.res_pk FROM {table} {i} WHERE {tf} AND {i}.param = ?"
-        if c.missing is not None:
+        if c.missing is not None:  # :missing=false
             args.extend(sub_args)
-            op = "NOT IN" if c.missing else "IN"
-            return f"{alias}.pk {op} ({head})"
+            return f"{alias}.pk IN ({head})"
         ors = [self.value_cond(i, c, v, sub_args) for v in c.values]
         args.extend(sub_args)
-        op = "NOT IN" if c.modifier == "not" else "IN"
-        return f"{alias}.pk {op} ({head} AND ({' OR '.join(ors)}))"
+        return f"{alias}.pk IN ({head} AND ({' OR '.join(ors)}))"
+
+    def words_clause(
+        self, alias: str, types: tuple[str, ...], c: Clause, args: list[Any], drive: bool
+    ) -> str:
+        """``_text``/``_content``: any value (OR) whose every word (AND) is a word of the
+        resource or the start of one: one prefix probe of the word rows per word, the
+        longest word first (the likeliest to be rare) as the driver."""
+        ors: list[str] = []
+        for v in c.values:
+            assert isinstance(v, WordsValue)
+            ands: list[str] = []
+            for n, word in enumerate(sorted(v.words, key=len, reverse=True)):
+                i = self._alias("w")
+                if drive and n == 0:
+                    tf = self._type_filter(f"{i}.res_type", types, args)
+                    args.append(c.code)
+                    cond = self._prefix_cond(f"{i}.value_norm", word, args)
+                    ands.append(
+                        f"{alias}.pk IN (SELECT {i}.res_pk FROM idx_string {i} "
+                        f"WHERE {tf} AND {i}.param = ? AND {cond})"
+                    )
+                else:
+                    args.append(c.code)
+                    cond = self._prefix_cond(f"{i}.value_norm", word, args)
+                    ands.append(
+                        f"EXISTS (SELECT 1 FROM idx_string {i} WHERE {i}.res_pk = {alias}.pk "
+                        f"AND {i}.param = ? AND {cond})"
+                    )
+            ors.append("(" + " AND ".join(ands) + ")")
+        return "(" + " OR ".join(ors) + ")"
 
     def _id_clause(self, alias: str, c: Clause, args: list[Any]) -> str:
         if c.missing is not None:
@@ -233,6 +357,8 @@ class QueryBuilder:
             return self._token_cond(f"{i}.system", f"{i}.code", v, args)
         if isinstance(v, TextValue):
             return self._text_cond(f"{i}.text_norm", v, args)
+        if isinstance(v, ValueSetValue):
+            return self._value_set_cond(f"{i}.system", f"{i}.code", v, args)
         if isinstance(v, DateValue):
             return self._date_cond(f"{i}.low_us", f"{i}.high_us", v, args)
         if isinstance(v, QuantityValue):
@@ -290,6 +416,17 @@ class QueryBuilder:
             args.append(v.system)
             conds.append(f"{sys_col} = ?")
         return "(" + " AND ".join(conds) + ")"
+
+    def _value_set_cond(
+        self, sys_col: str, code_col: str, v: ValueSetValue, args: list[Any]
+    ) -> str:
+        """:in / :not-in: a (system, code) of the value set's expansion."""
+        ors: list[str] = []
+        for system, codes in v.codes:
+            args.append(system)
+            args.extend(codes)
+            ors.append(f"({sys_col} = ? AND {code_col} IN ({', '.join('?' * len(codes))}))")
+        return "(" + " OR ".join(ors) + ")" if ors else "1 = 0"
 
     def _date_cond(self, lo: str, hi: str, v: DateValue, args: list[Any]) -> str:
         p = v.prefix

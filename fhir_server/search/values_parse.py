@@ -20,6 +20,8 @@ from fhir_server.search.model import (
     TokenValue,
     UriValue,
     Value,
+    ValueSetValue,
+    WordsValue,
 )
 from fhir_server.search.normalize import (
     clip,
@@ -30,7 +32,9 @@ from fhir_server.search.normalize import (
 )
 from fhir_server.search.ucum import UCUM_SYSTEM, canonical
 from fhir_server.search.values import EXACT_MAX, parse_reference
+from fhir_server.search.words import MIN_WORD, query_words
 from resources.search_parameters import SearchParameter, resource_types
+from resources.terminology import value_set_expansion
 
 
 def split_escaped(text: str, sep: str) -> list[str]:
@@ -210,6 +214,31 @@ def parse_composite(
 
 def parse_text(text: str) -> TextValue:
     return TextValue(normalize_string(unescape(text)))
+
+
+def parse_value_set(text: str) -> ValueSetValue:
+    """The value of a token ``:in``/``:not-in``: the canonical URL of a value set the server
+    can enumerate (the R4 core ones; https://hl7.org/fhir/R4/search.html#token)."""
+    url = unescape(text).strip()
+    expansion = value_set_expansion(url)
+    if expansion is None:
+        raise ValueError(
+            f"value set '{url}' is unknown: only the enumerable R4 core value sets "
+            "(http://hl7.org/fhir/ValueSet/...) can be used with :in and :not-in"
+        )
+    codes = tuple((system, tuple(sorted(expansion[system]))) for system in sorted(expansion))
+    return ValueSetValue(url.split("|", 1)[0], codes)
+
+
+def parse_words(text: str) -> WordsValue:
+    """A ``_text``/``_content`` value: its words (fhir_server.search.words)."""
+    found = query_words(unescape(text))
+    if not found:
+        raise ValueError(
+            f"'{text}' has no word to search for (words start with a letter and have at "
+            f"least {MIN_WORD} characters)"
+        )
+    return WordsValue(tuple(found))
 
 
 def is_resource_type(name: str) -> bool:

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from fhir_server.app import create_app, open_store
 from fhir_server.config import Config
 from tests.conftest import LiveServer
-from tests.integration.helpers import FHIR_JSON, synthea_files
+from tests.integration.helpers import FHIR_JSON, post, synthea_files
 from tests.pg import pg_server
 
 
@@ -182,6 +182,10 @@ def test_or_values_and_token_system(live: LiveServer) -> None:
         ("Observation", {"_include": "Observation:status"}, "status"),
         ("Patient", {"_cursor": "not-a-cursor"}, "_cursor"),
         ("", {"_type": "Unicorn"}, "Unicorn"),
+        ("Observation", {"code:in": "http://example.org/ValueSet/x"}, "example.org/ValueSet/x"),
+        ("Observation", {"code:below": "http://loinc.org|8302-2"}, "below"),
+        ("Patient", {"_list": "$current-allergies"}, "$current-allergies"),
+        ("Patient", {"_text:exact": "synthea"}, "exact"),
     ],
 )
 def test_bad_searches_are_400_operation_outcomes(
@@ -261,3 +265,56 @@ def test_fhirclient_witness(live: LiveServer) -> None:
     search = FcPatient.where(struct={"family": family[:4].lower()})
     found = list(search.perform_resources_iter(smart.server))
     assert patient["id"] in {p.id for p in found}
+
+
+def test_codes_have_their_binding_system(live: LiveServer) -> None:
+    """gender and status are `code`s: the system of their required binding matches."""
+    for gender in ("male", "female"):
+        plain = get(live, "Patient", gender=gender)["total"]
+        system = get(live, "Patient", gender=f"http://hl7.org/fhir/administrative-gender|{gender}")
+        assert system["total"] == plain
+    assert get(live, "Patient", gender="http://hl7.org/fhir/administrative-gender|")["total"] == 4
+    assert get(live, "Patient", gender="|male")["total"] == 0
+    final = get(live, "Observation", status="final", _summary="count")["total"]
+    status = "http://hl7.org/fhir/observation-status|final"
+    assert get(live, "Observation", status=status, _summary="count")["total"] == final > 0
+
+
+def test_in_and_not_in_split_the_matches(live: LiveServer) -> None:
+    pid = a_patient(live)["id"]
+    vs = "http://hl7.org/fhir/ValueSet/observation-vitalsignresult"
+    members = {"8302-2", "29463-7", "8310-5", "8867-4", "9279-1", "8480-6", "8462-4", "39156-5"}
+    vital = follow(live, get(live, "Observation", patient=pid, **{"code:in": vs}))
+    other = follow(live, get(live, "Observation", patient=pid, **{"code:not-in": vs}))
+    total = get(live, "Observation", patient=pid, _summary="count")["total"]
+    assert vital and other and len(vital) + len(other) == total
+    assert all({c["code"] for c in o["code"]["coding"]} & members for o in vital)
+    assert not any({c["code"] for c in o["code"]["coding"]} & members for o in other)
+
+
+def test_text_content_and_list(live: LiveServer) -> None:
+    """_text (narrative), _content (every string) and _list (a List's entries), with fhirpy."""
+    patient = a_patient(live)
+    family = patient["name"][0]["family"]
+    assert get(live, "Patient", _text="generated synthea")["total"] == 4
+    found = get(live, "Patient", _content=family.upper())
+    assert patient["id"] in {e["resource"]["id"] for e in found["entry"]}
+    obs = get(live, "Observation", patient=patient["id"], _count=3, _sort="_id")["entry"]
+    picked = {e["resource"]["id"] for e in obs}
+    entries = [{"item": {"reference": f"Observation/{oid}"}} for oid in sorted(picked)]
+    entries.append({"item": {"reference": f"Patient/{patient['id']}"}})
+    r = post(
+        live,
+        "List",
+        {"resourceType": "List", "status": "current", "mode": "working", "entry": entries},
+    )
+    assert r.status_code == 201, r.text[:300]
+    list_id = r.json()["id"]
+    client = SyncFHIRClient(live.base, extra_headers={"Accept": "application/fhir+json"})
+    listed = client.resources("Observation").search(_list=list_id).fetch_all()
+    assert {o.id for o in listed} == picked
+    assert [p.id for p in client.resources("Patient").search(_list=list_id).fetch_all()] == [
+        patient["id"]
+    ]
+    both = get(live, "", _list=list_id)
+    assert both["total"] == 4 and both["link"][0]["url"] == f"{live.base}?_list={list_id}"

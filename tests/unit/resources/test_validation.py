@@ -68,7 +68,12 @@ def test_registry_loads_once_across_threads() -> None:
 def test_generated_data_is_reproducible(tmp_path: Path) -> None:
     """The committed data files are exactly what the builder makes from the definitions."""
     assert build_definitions.main([str(DEFINITIONS), str(tmp_path)]) == 0
-    for name in ("structures.json.gz", "valuesets-required.json.gz"):
+    for name in (
+        "structures.json.gz",
+        "valuesets-required.json.gz",
+        "valuesets-enumerable.json.gz",
+        "code-systems.json",
+    ):
         assert (tmp_path / name).read_bytes() == (DATA_DIR / name).read_bytes(), name
 
 

@@ -31,7 +31,10 @@ def test_patient_example() -> None:
     names = {n for n, _ in rows(p, "idx_string", "name")}
     assert {"chalmers", "peter", "james", "jim", "windsor"} <= names
     assert ("chalmers", "Chalmers") in rows(p, "idx_string", "family")
-    assert ("", "male", None) in rows(p, "idx_token", "gender")
+    # a code gets the system of its binding (https://hl7.org/fhir/R4/search.html#token)
+    assert rows(p, "idx_token", "gender") == [
+        ("http://hl7.org/fhir/administrative-gender", "male", None)
+    ]
     assert ("urn:oid:1.2.36.146.595.217.0.1", "12345", None) in rows(p, "idx_token", "identifier")
     # identifier:of-type rows: type system|code, value
     assert ("http://terminology.hl7.org/CodeSystem/v2-0203|MR", "12345", None) in rows(
@@ -149,7 +152,8 @@ def test_ddl_for_both_dialects() -> None:
 
 
 def test_every_parameter_of_every_type_compiles() -> None:
-    """All 146 types: every parameter with an expression gets a plan, composites included."""
+    """All 146 types: every parameter with an expression gets a plan, composites included,
+    and so do _text (DomainResource) and _content (Resource), indexed as words."""
     from resources.search_parameters import resource_types, search_params_for
 
     ix = get_indexer()
@@ -159,7 +163,7 @@ def test_every_parameter_of_every_type_compiles() -> None:
             code
             for code, sp in search_params_for(rt).items()
             if sp.expression and code not in ("_id", "_lastUpdated") and sp.type != "special"
-        }
+        } | ({"_text", "_content"} & set(search_params_for(rt)))
         assert planned == expected, (rt, expected - planned)
 
 
@@ -200,3 +204,40 @@ def test_malformed_json_never_raises_and_rows_hold_scalars() -> None:
         for table_rows in ix.rows(bad).values():
             for row in table_rows:
                 assert all(x is None or isinstance(x, str | int | float) for x in row), row
+
+
+def test_codes_are_indexed_with_their_implied_system() -> None:
+    """A code's system is the one code system of its required binding; a code bound to a
+    value set of several systems, or unbound, keeps no system."""
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    assert rows(obs, "idx_token", "status") == [
+        ("http://hl7.org/fhir/observation-status", "final", None)
+    ]
+    patient = {
+        "resourceType": "Patient",
+        "address": [{"use": "home"}],
+        "telecom": [{"use": "work"}],
+    }
+    assert rows(patient, "idx_token", "address-use") == [
+        ("http://hl7.org/fhir/address-use", "home", None)
+    ]
+    task = {"resourceType": "Task", "status": "ready", "intent": "order"}
+    assert rows(task, "idx_token", "status") == [("http://hl7.org/fhir/task-status", "ready", None)]
+    # Task.intent draws from request-intent and task-intent: no single system
+    assert rows(task, "idx_token", "intent") == [("", "order", None)]
+    sp = {"resourceType": "SearchParameter", "type": "token", "status": "active"}
+    assert rows(sp, "idx_token", "type") == [
+        ("http://hl7.org/fhir/search-param-type", "token", None)
+    ]
+
+
+def test_text_and_content_rows_are_words() -> None:
+    p = example("Patient-example")
+    text = {w for w, exact in rows(p, "idx_string", "_text")}
+    assert {"peter", "chalmers", "erewhon", "acme", "healthcare"} <= text
+    assert all(exact is None for _, exact in rows(p, "idx_string", "_text"))
+    content = {w for w, _ in rows(p, "idx_string", "_content")}
+    assert text <= content and {"windsor", "jim", "benedicte", "rainbow"} <= content
+    bundle = {"resourceType": "Bundle", "type": "collection", "identifier": {"value": "abc1"}}
+    assert rows(bundle, "idx_string", "_content") == [("collection", None), ("abc1", None)]
+    assert rows(bundle, "idx_string", "_text") == []  # Bundle is no DomainResource

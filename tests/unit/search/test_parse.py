@@ -12,13 +12,16 @@ from fhir_server.search.model import (
     DateValue,
     Has,
     Include,
+    InList,
     QuantityValue,
     ReferenceValue,
     StringValue,
     TokenValue,
+    ValueSetValue,
+    WordsValue,
 )
 from fhir_server.search.normalize import date_range
-from fhir_server.search.parse import parse_search
+from fhir_server.search.parse import UNSUPPORTED, parse_search
 from fhir_server.search.values_parse import split_escaped, unescape
 
 
@@ -107,7 +110,8 @@ def test_references() -> None:
 
 def test_unknown_modifier_and_unsupported_modifier_are_400() -> None:
     assert "Unknown modifier" in str(bad("Patient", ("name:foo", "x")))
-    assert "not supported" in str(bad("Observation", ("code:in", "http://vs")))
+    assert "not supported" in str(bad("Observation", ("code:below", "http://loinc.org|1")))
+    assert "not supported" in str(bad("Observation", ("code:above", "http://loinc.org|1")))
     assert "true or false" in str(bad("Patient", ("name:missing", "maybe")))
     assert one("Patient", "name:missing", "true").missing is True
 
@@ -196,3 +200,59 @@ def test_system_level_and_types() -> None:
 def test_empty_values_are_ignored() -> None:
     req = parse_search("Patient", [("name", ""), ("gender", ",")])
     assert not req.criteria
+
+
+def test_in_and_not_in_take_an_enumerable_value_set() -> None:
+    vs = "http://hl7.org/fhir/ValueSet/administrative-gender"
+    c = one("Patient", "gender:in", vs)
+    assert c.modifier == "in"
+    assert c.values == (
+        ValueSetValue(
+            vs,
+            (
+                (
+                    "http://hl7.org/fhir/administrative-gender",
+                    ("female", "male", "other", "unknown"),
+                ),
+            ),
+        ),
+    )
+    assert one("Patient", "gender:not-in", vs + "|4.0.1").modifier == "not-in"
+    e = bad("Observation", ("code:in", "http://example.org/ValueSet/mine"))
+    assert "http://example.org/ValueSet/mine" in str(e)
+    assert "not supported" in str(bad("Patient", ("_id:in", vs)))
+
+
+def test_text_and_content_are_words() -> None:
+    c = one("Patient", "_text", "Chalmers  PÉTER")
+    assert c.values == (WordsValue(("chalmers", "peter")),)
+    c = one("Observation", "_content", "blood pressure,heart")
+    assert c.values == (WordsValue(("blood", "pressure")), WordsValue(("heart",)))
+    assert "word" in str(bad("Patient", ("_text", "123 4")))
+    assert "not supported" in str(bad("Patient", ("_text:exact", "peter")))
+    assert "not supported" in str(bad("Patient", ("_content:contains", "pet")))
+    assert one("Patient", "_text:missing", "true").missing is True
+    # _text is a DomainResource parameter, _content a Resource one
+    assert parse_search("Bundle", [("_content", "x1")], strict=True).criteria
+    assert "_text" in str(bad("Bundle", ("_text", "x1"), strict=True))
+
+
+def test_list() -> None:
+    req = parse_search("Patient", [("_list", "42,List/a.b-7")], strict=True)
+    assert req.criteria == [InList(("42", "a.b-7"))] and req.applied == [("_list", "42,List/a.b-7")]
+    assert parse_search(None, [("_list", "42")]).criteria == [InList(("42",))]
+    e = bad("Patient", ("_list", "$current-allergies"))
+    assert "$current-allergies" in str(e) and e.issues[0].code == "not-supported"
+    bad("Patient", ("_list", "not an id"))
+    bad("Patient", ("_list:x", "42"))
+    assert not parse_search("Patient", [("_list", "")]).criteria
+
+
+def test_unsupported_parameters_are_what_is_left() -> None:
+    assert UNSUPPORTED == {"_query", "_filter", "_containedType"}
+    for name in ("_query", "_filter"):
+        req = parse_search("Patient", [(name, "x")])
+        assert not req.criteria and name in req.warnings[0].diagnostics
+        assert name in str(bad("Patient", (name, "x"), strict=True))
+    req = parse_search("Patient", [("_text", "x1"), ("_content", "x1"), ("_list", "1")])
+    assert len(req.criteria) == 3 and not req.warnings
