@@ -1,6 +1,6 @@
 """The CapabilityStatement, generated from the registries the server itself runs on
-(resource types, interactions, search parameters); never written by hand.
-https://hl7.org/fhir/R4/capabilitystatement.html"""
+(resource types, interactions, and the search engine's own parameter, modifier and include
+tables); never written by hand. https://hl7.org/fhir/R4/capabilitystatement.html"""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server.interactions.registry import interactions
-from resources.search_parameters import search_params_for
+from fhir_server.search.include import include_params, revinclude_params
+from fhir_server.search.model import PREFIXES
+from fhir_server.search.parse import (
+    IGNORED,
+    MAX_CHAIN_DEPTH,
+    MAX_COUNT,
+    SUMMARY_VALUES,
+    SUPPORTED_MODIFIERS,
+    TOTAL_VALUES,
+    supported_params,
+)
+from resources.search_parameters import SearchParameter
 from resources.types import RESOURCE_TYPES
 
 SOFTWARE_NAME = "telefhir"
 SOFTWARE_VERSION = "0.1.0"
-_COMMON = ("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source")
+_PREFIXED = frozenset({"number", "date", "quantity"})  # https://hl7.org/fhir/R4/search.html#prefix
 
 
 def _codes(level: str) -> list[str]:
@@ -24,16 +35,39 @@ def _codes(level: str) -> list[str]:
     return out
 
 
+def param_documentation(sp: SearchParameter) -> str:
+    """What the engine supports on one parameter: modifiers, prefixes, chaining
+    (https://hl7.org/fhir/R4/search.html#modifiers)."""
+    mods = [f":{m}" for m in sorted(SUPPORTED_MODIFIERS[sp.type])]
+    if sp.type == "reference":
+        mods.append(":[type]")
+    parts = [f"Modifiers: {', '.join(mods)}." if mods else "No modifiers."]
+    if sp.type in _PREFIXED:
+        parts.append(f"Prefixes: {', '.join(PREFIXES)}.")
+    if sp.type == "reference":
+        parts.append(f"Chaining ({sp.code}.[parameter], up to {MAX_CHAIN_DEPTH} levels) "
+                     "and reverse chaining (_has).")
+    if sp.type == "composite":
+        parts.append("Values are component values joined by '$'.")
+    parts.append("Several values separated by ',' match any of them.")
+    return " ".join(parts)
+
+
+def search_params(types: tuple[str, ...]) -> list[dict[str, Any]]:
+    """`searchParam` entries: exactly the parameters the search engine answers on `types`
+    (every type when empty), each with its definition, type and supported modifiers."""
+    out = []
+    for code, sp in sorted(supported_params(types).items()):
+        item: dict[str, Any] = {"name": code}
+        if sp.url:
+            item["definition"] = sp.url
+        item["type"] = sp.type
+        item["documentation"] = param_documentation(sp)
+        out.append(item)
+    return out
+
+
 def _resource_entry(res_type: str, type_codes: list[str]) -> dict[str, Any]:
-    params = search_params_for(res_type)
-    search = []
-    for code in sorted(params):
-        p = params[code]
-        item: dict[str, Any] = {"name": code, "type": p.type}
-        if p.url:
-            item["definition"] = p.url
-        search.append(item)
-    refs = sorted(c for c, p in params.items() if p.type == "reference" and c not in _COMMON)
     return {
         "type": res_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
@@ -46,27 +80,26 @@ def _resource_entry(res_type: str, type_codes: list[str]) -> dict[str, Any]:
         "conditionalUpdate": True,
         "conditionalDelete": "single",
         "referencePolicy": ["literal", "logical"],
-        "searchInclude": [f"{res_type}:{c}" for c in refs] + ["*"],
-        "searchRevInclude": _revincludes(res_type),
-        "searchParam": search,
+        "searchInclude": ["*", f"{res_type}:*", *(f"{res_type}:{c}"
+                                                  for c in sorted(include_params(res_type)))],
+        "searchRevInclude": list(revinclude_params(res_type)),
+        "searchParam": search_params((res_type,)),
     }
 
 
-@lru_cache(maxsize=1)
-def _revinclude_index() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for source in sorted(RESOURCE_TYPES):
-        for code, p in sorted(search_params_for(source).items()):
-            if p.type != "reference" or code in _COMMON:
-                continue
-            targets = p.target or tuple(RESOURCE_TYPES)
-            for t in targets:
-                out.setdefault(t, []).append(f"{source}:{code}")
-    return out
-
-
-def _revincludes(res_type: str) -> list[str]:
-    return _revinclude_index().get(res_type, [])
+def search_documentation() -> str:
+    """The search result parameters and behaviours the parser implements, as markdown
+    (https://hl7.org/fhir/R4/search.html#return)."""
+    return (
+        "Search result parameters: `_count` (at most "
+        f"{MAX_COUNT}), `_sort` (any listed parameter except composites, `-` for descending), "
+        f"`_total` ({' | '.join(TOTAL_VALUES)}), `_summary` ({' | '.join(SUMMARY_VALUES)}), "
+        "`_elements`, `_include` and `_revinclude` (with `:iterate`), `_contained=false`. "
+        f"Ignored: {', '.join(f'`{p}`' for p in sorted(IGNORED - {'_cursor'}))}. "
+        "Paging follows the `next`/`previous` links. Unknown or unsupported parameters are "
+        "ignored with a warning in the Bundle, or answered with 400 under "
+        "`Prefer: handling=strict`."
+    )
 
 
 @lru_cache(maxsize=8)
@@ -87,12 +120,13 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                "documentation": search_documentation(),
                 "resource": [_resource_entry(t, type_codes) for t in sorted(RESOURCE_TYPES)],
                 "interaction": [{"code": c} for c in _codes("system")],
                 "searchParam": [
-                    {"name": "_type", "type": "token"},
-                    {"name": "_id", "type": "token"},
-                    {"name": "_lastUpdated", "type": "date"},
+                    {"name": "_type", "type": "token",
+                     "documentation": "Resource types to search, separated by ','."},
+                    *search_params(()),
                 ],
             }
         ],
