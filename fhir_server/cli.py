@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
         interface=Interfaces.WSGI,
         workers=args.workers,
         blocking_threads=args.threads,
+        backpressure=args.backpressure or args.threads,
         factory=True,
         log_access=False,
     ).serve()
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                        help="worker processes (default: one per core)")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker")
+    serve.add_argument("--backpressure", type=int, default=None,
+                       help="requests a worker admits at once (default: --threads); more wait "
+                            "in the socket queue instead of contending for the GIL")
     serve.add_argument("--base-url", default=None,
                        help="public base URL when behind a proxy, e.g. https://h/fhir")
     serve.add_argument("--no-auth", action="store_true",

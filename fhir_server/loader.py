@@ -13,6 +13,7 @@ import gzip
 import re
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class _Tally:
 
 
 def _open(path: Path) -> gzip.GzipFile | IO[bytes]:
+    """The file for reading bytes, decompressed if it ends in `.gz`."""
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
     return path.open("rb")
@@ -141,7 +143,7 @@ def count_resources(path: Path) -> int:
             if is_ndjson(path):
                 return sum(1 for line in f if line.strip())
             doc = orjson.loads(f.read())
-    except (OSError, EOFError, orjson.JSONDecodeError):
+    except (OSError, EOFError, zlib.error, orjson.JSONDecodeError):
         return 0
     if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
         if doc.get("type") in ("transaction", "batch", *UNPACKED_BUNDLES):
@@ -196,7 +198,7 @@ class Loader:
                 self._ndjson(path)
             else:
                 self._json(path)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             self.fail(str(path), f"cannot read: {exc}", 0)
         if self._file_failed:
             self.tally.files_failed += 1
@@ -235,13 +237,13 @@ class Loader:
         index = failed_entry(resp)
         where = f"{path}: entry {index}" if index is not None else str(path)
         self.fail(where, f"{diagnostics(resp)} (transaction rolled back: nothing from this "
-                         "file was loaded)", max(n, 1))
+                         "file was loaded)", n)
 
     def _batch(self, path: Path, doc: dict[str, Any]) -> None:
         n = len(doc.get("entry") or []) if isinstance(doc.get("entry"), list) else 0
         resp = self.post(doc)
         if resp.status != 200 or resp.resource is None:
-            self.fail(str(path), diagnostics(resp), max(n, 1))
+            self.fail(str(path), diagnostics(resp), n)
             return
         for i, entry in enumerate(resp.resource.get("entry", [])):
             response = entry.get("response", {})

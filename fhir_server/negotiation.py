@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from fhir_server.errors import FhirError
 from fhir_server.request import FhirRequest
 
@@ -40,6 +42,18 @@ def response_type(req: FhirRequest) -> str:
     accept = req.header("accept")
     if not accept:
         return FHIR_JSON
+    media = _accepted(accept)
+    if media is None:
+        raise FhirError.of(
+            406, "not-supported", f"Cannot produce any of '{accept}'; use {FHIR_JSON}"
+        )
+    return media
+
+
+@lru_cache(maxsize=256)
+def _accepted(accept: str) -> str | None:
+    """The JSON media type an Accept header asks for, or None (cached: clients send the same
+    few headers on every request)."""
     wanted = sorted(_media_types(accept), key=lambda t: -t[1])
     for media, q in wanted:
         if q <= 0:
@@ -48,7 +62,7 @@ def response_type(req: FhirRequest) -> str:
             return FHIR_JSON
         if media == "application/json":
             return "application/json"
-    raise FhirError.of(406, "not-supported", f"Cannot produce any of '{accept}'; use {FHIR_JSON}")
+    return None
 
 
 def check_body_type(req: FhirRequest, allowed: set[str]) -> None:

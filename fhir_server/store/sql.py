@@ -9,6 +9,7 @@ once only, so two writers that read the same version cannot both succeed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -61,6 +62,22 @@ def _stored(row: Sequence[Any], method: str = "PUT") -> StoredResource:
     )
 
 
+@lru_cache(maxsize=16)
+def _index_statements(
+    dialect: Dialect, tables: tuple[tuple[str, tuple[str, ...]], ...]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """INSERT and DELETE statements per index table (shared, never mutated)."""
+    insert = {
+        t: dialect.sql(
+            f"INSERT INTO {t} (res_pk, {', '.join(cols)}) "
+            f"VALUES (?, {', '.join('?' for _ in cols)})"
+        )
+        for t, cols in tables
+    }
+    delete = {t: dialect.sql(f"DELETE FROM {t} WHERE res_pk = ?") for t, _ in tables}
+    return insert, delete
+
+
 class SqlOps:
     """Statements over one connection's execute functions; shared by both backends."""
 
@@ -80,16 +97,10 @@ class SqlOps:
         self._indexer = indexer
         self._integrity = integrity_errors
         self._body = dialect.json_select("body")
-        self._insert_sql = {
-            t: dialect.sql(
-                f"INSERT INTO {t} (res_pk, {', '.join(cols)}) "
-                f"VALUES (?, {', '.join('?' for _ in cols)})"
-            )
-            for t, cols in index_tables.items()
-        }
-        self._delete_sql = {
-            t: dialect.sql(f"DELETE FROM {t} WHERE res_pk = ?") for t in index_tables
-        }
+        # Built once per table set: the PostgreSQL store makes a SqlOps for every read.
+        self._insert_sql, self._delete_sql = _index_statements(
+            dialect, tuple(index_tables.items())
+        )
 
     def run(self, sql: str, args: Sequence[Any] = ()) -> Cursorish:
         """Execute `?`-style SQL."""

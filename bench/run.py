@@ -1,0 +1,617 @@
+"""Benchmark the real server: `telefhir serve` under granian on a fresh database, driven over
+HTTP by Python clients (ingest) and wrk (read-by-id, create), with the server's memory sampled
+from /proc. Not part of the test run; figures are recorded in bench/README.md.
+
+    .venv/bin/python bench/run.py --backend sqlite
+    .venv/bin/python bench/run.py --backend postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.pg import PgServer  # noqa: E402  (the test suite's throw-away PostgreSQL)
+
+SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4-smart"
+RESULTS = ROOT / "bench" / "results"
+BIN = Path(sys.executable).parent
+FHIR_JSON = "application/fhir+json"
+INGEST_TARGET = {"sqlite": 1500, "postgresql": 1000}  # resources/s
+READ_TARGET, READ_P99_TARGET, RSS_TARGET = 8000, 20, 400  # req/s, ms, MB
+
+
+# -- the server and its memory --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants, from /proc/*/stat."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children[ppid].append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _kb(path: str, key: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class MemorySampler(threading.Thread):
+    """Sums VmRSS (and Pss) over the server's process tree every `interval` seconds and keeps
+    the peak, overall and per phase."""
+
+    def __init__(self, root: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.peak_rss_kb = self.peak_pss_kb = 0
+        self.phase = "start"
+        self.phase_peak_kb: dict[str, int] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            pids = process_tree(self.root)
+            rss = sum(_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
+            pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+            self.peak_rss_kb = max(self.peak_rss_kb, rss)
+            self.peak_pss_kb = max(self.peak_pss_kb, pss)
+            self.phase_peak_kb[self.phase] = max(self.phase_peak_kb.get(self.phase, 0), rss)
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(2)
+
+
+def _busy_jiffies() -> int:
+    """CPU time used by the whole machine (all cores), in clock ticks, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def _tree_jiffies(roots: list[int], exclude: AbstractSet[int] = frozenset()) -> int:
+    """utime + stime of the live processes under `roots`, less those in `exclude`."""
+    total = 0
+    for pid in {p for r in roots for p in process_tree(r)} - exclude:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rindex(")") + 2 :].split()
+        total += int(rest[11]) + int(rest[12])
+    return total
+
+
+class CpuMeter:
+    """Where the machine's CPU went: the server's processes, the database's, the load
+    generators (wrk, this script) and everything else ("others": other engineers' test runs on
+    a shared 2-core machine make figures meaningless). Percentages are of all cores."""
+
+    def __init__(self, server: list[int], database: list[int]) -> None:
+        self.server, self.database = server, database
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, int, int, int, int]:
+        server_pids = {p for r in self.server for p in process_tree(r)}
+        return (time.monotonic(), _busy_jiffies(), _tree_jiffies(self.server),
+                _tree_jiffies(self.database), _tree_jiffies([os.getpid()], server_pids))
+
+    def split(self) -> dict[str, float]:
+        """Since the last split: machine busy %, and the part of each group."""
+        now = self._now()
+        start, self._start = self._start, now
+        capacity = (now[0] - start[0]) * self.ticks * (os.cpu_count() or 1) or 1
+        busy, server, db, client = ((now[i] - start[i]) / capacity for i in range(1, 5))
+        return {"machine_busy_pct": round(100 * busy, 1), "server_pct": round(100 * server, 1),
+                "database_pct": round(100 * db, 1), "clients_pct": round(100 * client, 1),
+                "others_pct": round(100 * max(0.0, busy - server - db - client), 1),
+                "server_cpu_s": (now[2] - start[2]) / self.ticks,
+                "database_cpu_s": (now[3] - start[3]) / self.ticks}
+
+
+def wait_until_quiet(max_other_pct: float, timeout: float) -> float:
+    """Wait (up to `timeout` s) until the machine is idle but for `max_other_pct`; return the
+    busy % last seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meter = CpuMeter([], [])
+        time.sleep(3)
+        other = meter.split()["others_pct"]
+        if other <= max_other_pct or time.monotonic() > deadline:
+            return other
+        print(f"machine busy with other work ({other:.0f}% of all cores); waiting",
+              file=sys.stderr)
+
+
+@contextmanager
+def database(backend: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
+    """A fresh, empty database URL for `backend`, and the pids of its server (PostgreSQL's
+    postmaster, whose CPU time counts as ours)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}", []
+        return
+    pg = PgServer()
+    try:
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+        yield pg.new_database(), [postmaster]
+    finally:
+        pg.stop()
+
+
+@contextmanager
+def server(db_url: str, port: int, workers: int, extra: list[str],
+           log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`telefhir serve` running on `port` until the block ends."""
+    cmd = [str(BIN / "telefhir"), "serve", "--no-auth", "--workers", str(workers),
+           "--port", str(port), "--db", db_url, *extra]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}/fhir"
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited ({proc.returncode}); see {log}")
+            with suppress(requests.RequestException):
+                if requests.get(f"{base}/metadata", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not answer within 120 s; see {log}")
+            time.sleep(0.2)
+        print(f"server up: {' '.join(cmd)}", file=sys.stderr)
+        yield proc
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+# -- phases ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ingest:
+    """Result of posting the Synthea transaction Bundles."""
+
+    files: int = 0
+    resources: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    ids: dict[str, list[str]] = field(default_factory=lambda: collections.defaultdict(list))
+
+    @property
+    def res_per_s(self) -> float:
+        return self.resources / self.seconds if self.seconds else 0.0
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    s: requests.Session | None = getattr(_local, "session", None)
+    if s is None:
+        s = requests.Session()
+        s.headers.update({"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+        _local.session = s
+    return s
+
+
+def warm_up(base: str, workers: int) -> None:
+    """Load each worker's lazily built registries (validation, search) before timing."""
+    patient = {"resourceType": "Patient", "name": [{"family": "Warmup"}]}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: _session().post(f"{base}/Patient", json=patient, timeout=120),
+                      range(8 * workers)))
+        list(pool.map(lambda _: _session().get(f"{base}/Patient?family=Warmup", timeout=120),
+                      range(8 * workers)))
+
+
+def ingest(base: str, files: list[Path], clients: int) -> Ingest:
+    """POST every transaction Bundle with `clients` concurrent clients."""
+    bodies = [(f.name, f.read_bytes()) for f in files]
+    counts = {name: len(json.loads(body)["entry"]) for name, body in bodies}
+    result = Ingest(files=len(bodies))
+
+    def post(item: tuple[str, bytes]) -> tuple[str, requests.Response]:
+        name, body = item
+        return name, _session().post(base, data=body, timeout=600)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        responses = list(pool.map(post, bodies))
+    result.seconds = time.perf_counter() - started
+    for name, resp in responses:
+        if resp.status_code != 200:
+            result.failures.append(f"{name}: HTTP {resp.status_code} {resp.text[:300]}")
+            continue
+        result.resources += counts[name]
+        for entry in resp.json().get("entry", []):
+            location = entry.get("response", {}).get("location", "")
+            m = re.search(r"/fhir/([A-Za-z]+)/([^/]+)/_history/", location)
+            if m:
+                result.ids[m.group(1)].append(m.group(2))
+    return result
+
+
+WRK_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,"err_connect":%d,"err_read":%d,' ..
+    '"err_write":%d,"err_status":%d,"err_timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
+    '"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
+"""
+
+WRK_SEED = """
+local next_tid = 1
+setup = function(thread) thread:set("tid", next_tid); next_tid = next_tid + 1 end
+init = function(args) math.randomseed(4242 + (tid or 0)) end
+"""
+
+
+def lua_string(s: str) -> str:
+    """A Lua long-bracket-free quoted string."""
+    return json.dumps(s)  # JSON string escapes are valid Lua escapes for ASCII text
+
+
+def read_script(paths: list[str]) -> str:
+    """wrk script: GET a random existing resource per request."""
+    items = ",\n".join(lua_string(p) for p in paths)
+    return (
+        f"local paths = {{\n{items}\n}}\n"
+        'local headers = {["Accept"] = "application/fhir+json"}\n'
+        f"{WRK_SEED}"
+        "request = function()\n"
+        "  return wrk.format(\"GET\", paths[math.random(#paths)], headers)\n"
+        "end\n" + WRK_DONE
+    )
+
+
+def create_script(patient_ids: list[str]) -> str:
+    """wrk script: POST a new Patient, then an Observation about an existing patient, in turn."""
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:bench", "value": "b-1"}],
+        "name": [{"family": "Bench", "given": ["Wrk"]}],
+        "gender": "female",
+        "birthDate": "1980-04-01",
+    }
+    observations = [
+        json.dumps({
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                                 "display": "Heart rate"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": "2024-01-02T10:00:00Z",
+            "valueQuantity": {"value": 72, "unit": "beats/minute",
+                              "system": "http://unitsofmeasure.org", "code": "/min"},
+        })
+        for pid in patient_ids[:50]
+    ]
+    obs = ",\n".join(lua_string(o) for o in observations)
+    return (
+        f"local patient = {lua_string(json.dumps(patient))}\n"
+        f"local observations = {{\n{obs}\n}}\n"
+        'local headers = {["Content-Type"] = "application/fhir+json", '
+        '["Accept"] = "application/fhir+json"}\n'
+        f"{WRK_SEED}"
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        "  if n % 2 == 1 then\n"
+        '    return wrk.format("POST", "/fhir/Patient", headers, patient)\n'
+        "  end\n"
+        '  return wrk.format("POST", "/fhir/Observation", headers, '
+        "observations[math.random(#observations)])\n"
+        "end\n" + WRK_DONE
+    )
+
+
+def run_wrk(url: str, script: Path, threads: int, connections: int, seconds: int) -> dict[str, Any]:
+    """Run wrk with `script`; its done() prints one WRKJSON line."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+           "--timeout", "10s", "-s", str(script), url]
+    print(f"$ {' '.join(cmd)}", file=sys.stderr)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         timeout=seconds + 120).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
+    data: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+    secs = data["duration_us"] / 1e6
+    errors = sum(data[k] for k in data if k.startswith("err_"))
+    return {
+        "command": " ".join(cmd),
+        "requests": data["requests"],
+        "req_s": round(data["requests"] / secs, 1),
+        "p50_ms": round(data["p50_us"] / 1000, 2),
+        "p90_ms": round(data["p90_us"] / 1000, 2),
+        "p99_ms": round(data["p99_us"] / 1000, 2),
+        "max_ms": round(data["max_us"] / 1000, 2),
+        "errors": errors,
+        "non_2xx": data["err_status"],
+        "raw": out,
+    }
+
+
+def per_request(result: dict[str, Any], cpu: dict[str, float]) -> None:
+    """Add the server's (and database's) CPU time per request: steadier than req/s when the
+    machine is shared."""
+    n = max(1, result["requests"])
+    result["server_cpu_us_per_req"] = round(cpu["server_cpu_s"] * 1e6 / n)
+    result["database_cpu_us_per_req"] = round(cpu["database_cpu_s"] * 1e6 / n)
+
+
+# -- profiling ------------------------------------------------------------------------------
+
+
+@contextmanager
+def profiled(enabled: bool, server_pid: int, name: str, seconds: int) -> Iterator[None]:
+    """py-spy record (raw collapsed stacks) on every worker while the block runs; --gil samples
+    only the thread holding the GIL, i.e. where Python CPU time goes."""
+    if not enabled:
+        yield
+        return
+    py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if not py_spy:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    workers = [p for p in process_tree(server_pid) if p != server_pid]
+    procs = []
+    for pid in workers:
+        out = RESULTS / f"profile-{name}-{pid}.txt"
+        procs.append((out, subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil",
+             "--duration", str(seconds), "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    try:
+        yield
+    finally:
+        for out, p in procs:
+            p.wait(seconds + 60)
+            print(f"profile written: {out}", file=sys.stderr)
+        summarise_profiles([out for out, _ in procs], name)
+
+
+def summarise_profiles(files: list[Path], name: str, top: int = 25) -> None:
+    """Print the frames with most inclusive and most self samples over `files`."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for f in files:
+        if not f.exists():
+            continue
+        for line in f.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            frames = stack.split(";")
+            total += n
+            for fr in set(frames):
+                inclusive[fr] += n
+            own[frames[-1]] += n
+    if not total:
+        return
+    print(f"\n== profile {name}: {total} samples ==")
+    print("-- inclusive --")
+    for fr, n in inclusive.most_common(top):
+        print(f"{100 * n / total:5.1f}%  {fr}")
+    print("-- self --")
+    for fr, n in own.most_common(top):
+        print(f"{100 * n / total:5.1f}%  {fr}")
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
+    ok = value >= target if higher_is_better else value < target
+    return "ok" if ok else "MISS"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--backend", choices=["sqlite", "postgresql"], required=True)
+    ap.add_argument("--workers", type=int, default=2, help="telefhir serve --workers")
+    ap.add_argument("--threads", type=int, default=None, help="telefhir serve --threads")
+    ap.add_argument("--backpressure", type=int, default=None,
+                    help="telefhir serve --backpressure")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent ingest clients")
+    ap.add_argument("--wrk-threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--read-seconds", type=int, default=20)
+    ap.add_argument("--create-seconds", type=int, default=15)
+    ap.add_argument("--wait-quiet", type=float, default=600, metavar="SECONDS",
+                    help="first wait up to this long for other work on the machine to stop "
+                         "(0: do not wait)")
+    ap.add_argument("--profile", choices=["ingest", "read", "create"], action="append",
+                    default=[], help="py-spy every worker during this phase (slows it down)")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.wait_quiet:
+        other = wait_until_quiet(10.0, args.wait_quiet)
+        print(f"other work before start: {other:.0f}% of all cores", file=sys.stderr)
+    files = sorted(SYNTHEA.glob("*.json"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    results: dict[str, Any] = {
+        "backend": args.backend,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "kernel": platform.release()},
+        "server": {"workers": args.workers, "threads": args.threads,
+                   "backpressure": args.backpressure},
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    with tempfile.TemporaryDirectory(prefix="telefhir-bench-") as tmp:
+        work = Path(tmp)
+        extra = [f"--{k}={v}" for k, v in (("threads", args.threads),
+                                            ("backpressure", args.backpressure)) if v]
+        with database(args.backend, work) as (db_url, db_pids), \
+                server(db_url, port, args.workers, extra, work / "server.log") as proc:
+            mem = MemorySampler(proc.pid)
+            mem.start()
+            cpu = CpuMeter([proc.pid], db_pids)
+            load: dict[str, dict[str, float]] = {}
+            try:
+                mem.phase = "warm-up"
+                warm_up(base, args.workers)
+
+                cpu.split()
+                mem.phase = "ingest"
+                with profiled("ingest" in args.profile, proc.pid, "ingest", 30):
+                    ing = ingest(base, files, args.clients)
+                load["ingest"] = cpu.split()
+                if ing.failures:
+                    print("\n".join(ing.failures), file=sys.stderr)
+                results["ingest"] = {
+                    "files": ing.files, "resources": ing.resources, "clients": args.clients,
+                    "seconds": round(ing.seconds, 2), "res_s": round(ing.res_per_s, 1),
+                    "failures": ing.failures,
+                }
+
+                paths = [f"/fhir/{t}/{i}" for t in ("Patient", "Observation")
+                         for i in ing.ids.get(t, [])]
+                if not paths:
+                    raise SystemExit("no Patient/Observation ids from ingest; cannot go on")
+                read_lua = work / "read.lua"
+                read_lua.write_text(read_script(paths))
+                cpu.split()
+                mem.phase = "read"
+                with profiled("read" in args.profile, proc.pid, "read", args.read_seconds):
+                    read = run_wrk(f"http://127.0.0.1:{port}", read_lua, args.wrk_threads,
+                                   args.connections, args.read_seconds)
+                load["read"] = cpu.split()
+                read["ids"] = len(paths)
+                per_request(read, load["read"])
+                results["read"] = read
+
+                create_lua = work / "create.lua"
+                create_lua.write_text(create_script(ing.ids.get("Patient", [])))
+                cpu.split()
+                mem.phase = "create"
+                with profiled("create" in args.profile, proc.pid, "create",
+                              args.create_seconds):
+                    results["create"] = run_wrk(f"http://127.0.0.1:{port}", create_lua,
+                                                args.wrk_threads, args.connections,
+                                                args.create_seconds)
+                load["create"] = cpu.split()
+                per_request(results["create"], load["create"])
+            finally:
+                mem.stop()
+            results["cpu"] = load
+            results["memory"] = {
+                "peak_rss_mb": round(mem.peak_rss_kb / 1024, 1),
+                "peak_pss_mb": round(mem.peak_pss_kb / 1024, 1),
+                "peak_rss_mb_by_phase": {k: round(v / 1024, 1)
+                                         for k, v in mem.phase_peak_kb.items()},
+                "processes": len(process_tree(proc.pid)),
+            }
+
+    ing_r, rd, cr, memr = results["ingest"], results["read"], results["create"], results["memory"]
+    rows = [
+        ("ingest (28 Synthea tx, HTTP)", f"{ing_r['res_s']:.0f} res/s",
+         f">= {INGEST_TARGET[args.backend]}", verdict(ing_r["res_s"], INGEST_TARGET[args.backend])),
+        ("read by id (wrk)", f"{rd['req_s']:.0f} req/s", f">= {READ_TARGET}",
+         verdict(rd["req_s"], READ_TARGET)),
+        ("read p50 / p99", f"{rd['p50_ms']:.2f} / {rd['p99_ms']:.2f} ms",
+         f"p99 < {READ_P99_TARGET} ms", verdict(rd["p99_ms"], READ_P99_TARGET, False)),
+        ("read CPU/request server+db", f"{rd['server_cpu_us_per_req']} + "
+         f"{rd['database_cpu_us_per_req']} us", "-", ""),
+        ("create (wrk)", f"{cr['req_s']:.0f} req/s", "-", ""),
+        ("create p50 / p99", f"{cr['p50_ms']:.2f} / {cr['p99_ms']:.2f} ms", "-", ""),
+        ("create CPU/request server+db", f"{cr['server_cpu_us_per_req']} + "
+         f"{cr['database_cpu_us_per_req']} us", "-", ""),
+        ("server peak RSS (sum)", f"{memr['peak_rss_mb']:.0f} MB (PSS {memr['peak_pss_mb']:.0f})",
+         f"< {RSS_TARGET} MB", verdict(memr["peak_rss_mb"], RSS_TARGET, False)),
+    ]
+    print(f"\ntelefhir bench: backend={args.backend} workers={args.workers} "
+          f"threads={args.threads or 'default'} backpressure={args.backpressure or 'default'} "
+          f"cpus={os.cpu_count()}")
+    print(f"{'measure':32} {'result':28} {'target':12} ")
+    for name, value, target, ok in rows:
+        print(f"{name:32} {value:28} {target:12} {ok}")
+    print("CPU by phase, % of all cores: server / database / wrk+clients / others")
+    for k, v in results["cpu"].items():
+        print(f"  {k:8} {v['server_pct']:5.0f} {v['database_pct']:5.0f} {v['clients_pct']:5.0f} "
+              f"{v['others_pct']:5.0f}")
+    if any(v["others_pct"] > 10 for v in results["cpu"].values()):
+        print("WARNING: other work competed for the CPU; these figures are not representative")
+    errs = rd["errors"] + cr["errors"]
+    if errs or ing_r["failures"]:
+        print(f"WARNING: read errors {rd['errors']}, create errors {cr['errors']}, "
+              f"ingest failures {len(ing_r['failures'])}")
+    for phase in ("read", "create"):
+        results[phase].pop("raw", None)
+    out = RESULTS / f"{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
