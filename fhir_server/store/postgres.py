@@ -1,7 +1,9 @@
 """The PostgreSQL store (JSONB bodies, psycopg 3 with a connection pool).
 
 Stateless: every fact lives in the database, so several server processes can share one
-database. Conditional writes serialise on transaction-scoped advisory locks.
+database. Conditional writes serialise on transaction-scoped advisory locks. Pooled connections
+are in autocommit mode, so a read is one round trip (no BEGIN/COMMIT around it); writes open
+an explicit transaction (https://www.psycopg.org/psycopg3/docs/basic/transactions.html).
 https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
 """
 
@@ -62,9 +64,9 @@ class PostgresStore:
         self._tables = index_tables
         self._indexer = indexer
         self._pool = psycopg_pool.ConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": False}
+            dsn, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
         )
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
             for stmt in resource_ddl(POSTGRESQL) + list(index_ddl or []):
                 conn.execute(stmt)
@@ -75,7 +77,8 @@ class PostgresStore:
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
-        with self._pool.connection() as conn:  # commits on normal exit, rolls back on error
+        # commits on normal exit, rolls back on error
+        with self._pool.connection() as conn, conn.transaction():
             yield PostgresTx(conn, _ops_for(conn, self._tables, self._indexer))
 
     def _with_ops(self) -> Iterator[SqlOps]:
@@ -104,7 +107,7 @@ class PostgresStore:
 
     def reindex(self, res_type: str | None = None) -> Iterator[int]:
         def batch(after: int) -> int:
-            with self._pool.connection() as conn:
+            with self._pool.connection() as conn, conn.transaction():
                 return _ops_for(conn, self._tables, self._indexer).reindex_batch(
                     res_type, after, 500
                 )

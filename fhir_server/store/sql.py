@@ -78,6 +78,31 @@ def _index_statements(
     return insert, delete
 
 
+@lru_cache(maxsize=512)
+def _json_insert(tables: tuple[str, ...]) -> str:
+    """One PostgreSQL statement that inserts the rows of several index tables, each given as
+    a JSON array of row objects read with the table's own row type: one round trip per
+    resource instead of one per table (data-modifying WITH,
+    https://www.postgresql.org/docs/15/queries-with.html#QUERIES-WITH-MODIFYING;
+    json_populate_recordset, https://www.postgresql.org/docs/15/functions-json.html)."""
+    parts = [
+        f"INSERT INTO {t} SELECT * FROM json_populate_recordset(NULL::{t}, %s::json)"
+        for t in tables
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    ctes = ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1]))
+    return f"WITH {ctes} {parts[-1]}"
+
+
+@lru_cache(maxsize=16)
+def _json_delete(tables: tuple[str, ...]) -> str:
+    """One PostgreSQL statement that deletes a resource's rows from every index table."""
+    parts = [f"DELETE FROM {t} WHERE res_pk = %s" for t in tables]
+    ctes = ", ".join(f"w{i} AS ({p})" for i, p in enumerate(parts[:-1]))
+    return f"WITH {ctes} {parts[-1]}" if ctes else parts[-1]
+
+
 class SqlOps:
     """Statements over one connection's execute functions; shared by both backends."""
 
@@ -265,15 +290,29 @@ class SqlOps:
             raise VersionConflict(f"{res_type}/{res_id} version {version} exists") from exc
 
     def _drop_index(self, pk: int) -> None:
+        if self.dialect.name == "postgresql" and self._tables:
+            self._execute(_json_delete(tuple(self._tables)), (pk,) * len(self._tables))
+            return
         for sql in self._delete_sql.values():
             self._execute(sql, (pk,))
 
     def _write_index(self, pk: int, resource: dict[str, Any]) -> None:
         if self._indexer is None:
             return
-        for table, rows in self._indexer.rows(resource).items():
-            if rows:
-                self._executemany(self._insert_sql[table], [(pk, *r) for r in rows])
+        tables = {t: rows for t, rows in self._indexer.rows(resource).items() if rows}
+        if not tables:
+            return
+        if self.dialect.name == "postgresql":
+            # One round trip for every table; PostgreSQL reads each row in the table's type.
+            args = []
+            for table, rows in tables.items():
+                names = ("res_pk", *self._tables[table])
+                objs = [dict(zip(names, (pk, *r), strict=True)) for r in rows]
+                args.append(orjson.dumps(objs).decode())
+            self._execute(_json_insert(tuple(tables)), args)
+            return
+        for table, rows in tables.items():
+            self._executemany(self._insert_sql[table], [(pk, *r) for r in rows])
 
     def reindex_batch(self, res_type: str | None, after_pk: int, limit: int) -> int:
         """Rebuild index rows of up to `limit` current resources after `after_pk`; return the

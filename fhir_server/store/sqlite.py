@@ -3,10 +3,17 @@
 Each thread has its own connection; writes take the database write lock up front
 (BEGIN IMMEDIATE) so a transaction never fails half-way on a lock upgrade.
 https://www.sqlite.org/wal.html
+
+Writers first queue on a lock file beside the database (`flock(2)`, shared by every process
+that opens the file through this store). SQLite's own busy handler polls with growing sleeps
+(up to 100 ms) and is unfair: under concurrent creates from several server workers it left
+some writers waiting about a second (bench/README.md). The queue makes them wait their turn.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,6 +25,38 @@ from fhir_server.store.base import HistoryQuery, StoredResource, StoreTx
 from fhir_server.store.dialect import SQLITE
 from fhir_server.store.schema import resource_ddl
 from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
+
+
+class _WriterQueue:
+    """Serialises the write transactions of one database file: a thread lock within the
+    process, an exclusive `flock` on `<db>-writer.lock` across processes."""
+
+    def __init__(self, db_path: str) -> None:
+        self._path = db_path + "-writer.lock"
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._thread_lock:
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
 
 
 class SqliteStore:
@@ -49,6 +88,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writers = _WriterQueue(self.path) if self.path != ":memory:" else None
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         for stmt in resource_ddl(SQLITE) + list(index_ddl or []):
@@ -94,6 +134,13 @@ class SqliteStore:
         conn = self._conn()
         if conn.in_transaction:
             raise RuntimeError("nested store transaction on one thread")
+        if self._writers is None:
+            yield from self._transaction(conn)
+            return
+        with self._writers.turn():
+            yield from self._transaction(conn)
+
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[StoreTx]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield SqliteTx(self._ops())
@@ -127,6 +174,8 @@ class SqliteStore:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        if self._writers is not None:
+            self._writers.close()
 
 
 class SqliteTx:
