@@ -21,7 +21,11 @@ class FhirHttpResponse(Response):
 
     For 200/201 answers with ASCII headers (ours are: ids are ASCII and the base URL comes from
     the Host header) werkzeug's header rewriting (IRI-to-URI of Content-Location) is a no-op,
-    and returning a list lets granian send the body in one call instead of iterating it."""
+    and returning a list lets granian send the body in one call instead of iterating it.
+    No default media type: a bodiless answer (204, `Prefer: return=minimal`) has no
+    Content-Type, not werkzeug's text/html."""
+
+    default_mimetype = None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if self.status_code not in (200, 201) or environ["REQUEST_METHOD"] == "HEAD":

@@ -66,6 +66,7 @@ def test_conditional_read(server: LiveServer) -> None:
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     r = server.http.get(server.url(f"Patient/{pid}"), headers={"If-None-Match": etag})
     assert r.status_code == 304 and r.content == b""
+    assert "Content-Type" not in r.headers
     r = server.http.get(server.url(f"Patient/{pid}"), headers={"If-None-Match": 'W/"9"'})
     assert r.status_code == 200
     r = server.http.get(server.url(f"Patient/{pid}"), headers={"If-Modified-Since": modified})
@@ -79,6 +80,9 @@ def test_prefer_return(server: LiveServer) -> None:
     body = {"resourceType": "Patient"}
     r = post(server, "Patient", body, Prefer="return=minimal")
     assert r.status_code == 201 and r.content == b"" and "Location" in r.headers
+    assert "Content-Type" not in r.headers  # nothing to describe, and never text/html
+    gone = server.http.delete(server.url(f"Patient/{r.headers['Location'].split('/')[-3]}"))
+    assert gone.status_code == 204 and "Content-Type" not in gone.headers
     r = post(server, "Patient", body, Prefer="return=OperationOutcome")
     assert r.status_code == 201 and r.json()["resourceType"] == "OperationOutcome"
     r = post(server, "Patient", body, Prefer="return=representation")
