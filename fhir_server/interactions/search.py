@@ -94,13 +94,18 @@ def searchset(
         links.append({"relation": "previous", "url": url})
     bodies = source.load_bodies(result.pks + result.include_pks) if result.pks else {}
     entries: list[dict[str, Any]] = []
+    whole = sr.summary in (None, "false") and not sr.elements
     for pk, mode in [(p, "match") for p in result.pks] + [
         (p, "include") for p in result.include_pks
     ]:
         stored = bodies.get(pk)
         if stored is None or stored.body is None:
             continue  # deleted between the search and the load
-        resource = subset(orjson.loads(stored.body), sr.summary, sr.elements)
+        resource: Any
+        if whole:  # the stored bytes, spliced into the Bundle unparsed (brief: reads serve them)
+            resource = orjson.Fragment(stored.body)
+        else:
+            resource = subset(orjson.loads(stored.body), sr.summary, sr.elements)
         entries.append(
             {
                 "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
