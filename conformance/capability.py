@@ -11,12 +11,13 @@ from fhir_server.interactions.registry import interactions
 from fhir_server.search.include import include_params, revinclude_params
 from fhir_server.search.model import PREFIXES
 from fhir_server.search.parse import (
+    ENGINE_PARAMS,
     IGNORED,
     MAX_CHAIN_DEPTH,
     MAX_COUNT,
     SUMMARY_VALUES,
-    SUPPORTED_MODIFIERS,
     TOTAL_VALUES,
+    modifiers_for,
     supported_params,
 )
 from resources.search_parameters import SearchParameter
@@ -38,7 +39,7 @@ def _codes(level: str) -> list[str]:
 def param_documentation(sp: SearchParameter) -> str:
     """What the engine supports on one parameter: modifiers, prefixes, chaining
     (https://hl7.org/fhir/R4/search.html#modifiers)."""
-    mods = [f":{m}" for m in sorted(SUPPORTED_MODIFIERS[sp.type])]
+    mods = [f":{m}" for m in sorted(modifiers_for(sp))]
     if sp.type == "reference":
         mods.append(":[type]")
     parts = [f"Modifiers: {', '.join(mods)}." if mods else "No modifiers."]
@@ -64,6 +65,8 @@ def search_params(types: tuple[str, ...]) -> list[dict[str, Any]]:
         item["type"] = sp.type
         item["documentation"] = param_documentation(sp)
         out.append(item)
+    out.extend({"name": code, "type": "special", "documentation": doc}
+               for code, doc in ENGINE_PARAMS.items())
     return out
 
 

@@ -48,9 +48,31 @@ SUPPORTED_MODIFIERS: Mapping[str, frozenset[str]] = {
     "composite": frozenset({"missing"}),
     "special": frozenset(),
 }
+
+
+def modifiers_for(sp: SearchParameter) -> frozenset[str]:
+    """The modifiers the engine answers on parameter `sp` (besides `:[type]` on references):
+    its type's, except that the word parameters (`_text`, `_content`) take only `:missing`
+    and `_id` is not expanded through value sets (https://hl7.org/fhir/R4/search.html#modifiers).
+    The parser and the CapabilityStatement both read this."""
+    if sp.code in WORD_PARAMS:
+        return frozenset({"missing"})
+    if sp.code == "_id":
+        return SUPPORTED_MODIFIERS[sp.type] - {"in", "not-in"}
+    return SUPPORTED_MODIFIERS[sp.type]
+
+
 SUMMARY_VALUES = ("true", "false", "text", "data", "count")
 TOTAL_VALUES = ("none", "estimate", "accurate")
 IGNORED = frozenset({"_format", "_pretty", "_cursor"})
+# Common parameters with no R4 SearchParameter resource, answered by the parser itself on
+# every type (https://hl7.org/fhir/R4/search.html#list, #has); the CapabilityStatement lists them.
+ENGINE_PARAMS: Mapping[str, str] = {
+    "_list": "Resources that List/[id] holds in entry.item (`_list=id`, several ids "
+             "separated by ','); functional lists such as `$current-allergies` are not supported.",
+    "_has": "Reverse chaining: `_has:[type]:[reference parameter]:[parameter]=value`, "
+            "nested `_has` allowed.",
+}
 UNSUPPORTED = frozenset({"_query", "_filter", "_containedType"})
 LIST_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # https://hl7.org/fhir/R4/datatypes.html#id
 RESULT_PARAMS = (
@@ -200,17 +222,11 @@ class _Parser:
         elif modifier is not None:
             if modifier not in sp.modifiers and modifier not in SUPPORTED_MODIFIERS[sp.type]:
                 raise bad_request(f"Unknown modifier ':{modifier}' on {sp.type} parameter '{code}'")
-            if modifier not in SUPPORTED_MODIFIERS[sp.type]:
+            if modifier not in modifiers_for(sp):
                 raise bad_request(
                     f"Modifier ':{modifier}' on parameter '{code}' is not supported",
                     "not-supported",
                 )
-        if modifier not in (None, "missing") and (
-            (code in WORD_PARAMS) or (code == "_id" and modifier in ("in", "not-in"))
-        ):
-            raise bad_request(
-                f"Modifier ':{modifier}' on parameter '{code}' is not supported", "not-supported"
-            )
         if not is_supported(sp):
             self.unknown(f"Search parameter '{code}' is not supported")
             return None

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from conformance.capability import capability_statement
 from fhir_server.errors import FhirError
 from fhir_server.search.indexer import RESOURCE_COLUMN_PARAMS, get_indexer
-from fhir_server.search.parse import UNSUPPORTED, parse_search
+from fhir_server.search.parse import ENGINE_PARAMS, UNSUPPORTED, parse_search
 from resources.search_parameters import SearchParameter, search_param_by_url, search_params_for
 from resources.types import RESOURCE_TYPES
 from resources.validation import validate_resource
@@ -59,7 +59,28 @@ def accepts(res_type: str | None, params: list[tuple[str, str]]) -> bool:
 
 
 def listed(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for p in entry["searchParam"]}
+    """The entry's parameters that have an R4 SearchParameter definition."""
+    return {p["name"]: p for p in entry["searchParam"] if p["name"] not in ENGINE_PARAMS}
+
+
+def test_list_and_has_are_listed_everywhere_and_accepted() -> None:
+    system = {"type": None, "searchParam": statement()["rest"][0]["searchParam"]}
+    for entry in [*resource_entries().values(), system]:
+        names = {p["name"]: p for p in entry["searchParam"]}
+        assert names["_list"]["type"] == names["_has"]["type"] == "special", entry["type"]
+    assert accepts("Observation", [("_list", "a1,b2")])
+    assert accepts("Patient", [("_has:Observation:patient:code", "http://loinc.org|8867-4")])
+    assert not accepts("Patient", [("_list", "$current-allergies")])
+    assert not accepts("Patient", [("_has:Observation:nonsense:code", "x")])
+
+
+def test_word_parameters_claim_only_the_modifier_they_take() -> None:
+    patient = {p["name"]: p for p in resource_entries()["Patient"]["searchParam"]}
+    for code in ("_text", "_content"):
+        assert patient[code]["documentation"].startswith("Modifiers: :missing."), code
+        assert accepts("Patient", [(f"{code}:missing", "true")])
+        assert not accepts("Patient", [(f"{code}:exact", "smith")])
+    assert ":in" not in patient["_id"]["documentation"]
 
 
 def test_every_listed_parameter_is_accepted_with_a_value_and_with_missing() -> None:
@@ -126,7 +147,7 @@ def test_includes_are_accepted_and_complete() -> None:
 def test_system_level_parameters_are_accepted() -> None:
     system = {p["name"] for p in statement()["rest"][0]["searchParam"]}
     assert {"_type", "_id", "_lastUpdated", "_tag"} <= system
-    for name in system - {"_type"}:
+    for name in system - {"_type"} - set(ENGINE_PARAMS):
         assert accepts(None, [(name + ":missing", "false")]), name
 
 
