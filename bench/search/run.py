@@ -70,6 +70,20 @@ def q_encounter(pid: str) -> str:
             "&_revinclude=Observation:encounter")
 
 
+def q_chain(prefix: str) -> str:
+    """Heart rates of patients by name prefix: a chained parameter."""
+    return (f"/fhir/Observation?subject:Patient.name={prefix}&code={quote(HR, safe='')}"
+            "&_count=50")
+
+
+def q_has(prefix: str) -> str:
+    """Patients by name prefix that have a heart rate: reverse chaining."""
+    return f"/fhir/Patient?name={prefix}&_has:Observation:subject:code={quote(HR, safe='')}"
+
+
+# Searches only EXPLAINed (no latency target): chains and _has at this size.
+EXPLAIN_ONLY = {"chain": q_chain, "has": q_has}
+
 SEARCHES = {  # name: (target p95 in ms, builds a path from a sample)
     "observation": (30.0, q_observation),
     "patient": (50.0, q_patient),
@@ -330,8 +344,9 @@ def explain(backend: str) -> str:
         rows = store.query("SELECT res_id FROM resources WHERE res_type = ? ORDER BY res_id "
                            "LIMIT 1 OFFSET 4321", ["Patient"])
         pid = str(rows[0][0])
-        for name, (_, build) in SEARCHES.items():
-            path = build("smi" if name == "patient" else pid)
+        builds = {name: build for name, (_, build) in SEARCHES.items()} | EXPLAIN_ONLY
+        for name, build in builds.items():
+            path = build("smi" if name in ("patient", "chain", "has") else pid)
             rt, _, qs = path.removeprefix("/fhir/").partition("?")
             rec = Recorder(store)
             result = get_engine().search(rec, rt, parse_qsl(qs), strict=True)

@@ -22,6 +22,11 @@ class Dialect:
     text_type: str = "TEXT"
     bigint_type: str = "BIGINT"
     real_type: str = "DOUBLE PRECISION"
+    # resource type and id columns: byte order, and the same collation as the index tables'
+    # text columns, so joins between them can use either side's index on PostgreSQL
+    # (a comparison of two different collations takes the non-default one,
+    # https://www.postgresql.org/docs/15/collation.html#COLLATION-CONCEPTS)
+    key_type: str = "TEXT"
 
     def sql(self, text: str) -> str:
         """Return `text` with `?` placeholders in this driver's style."""
@@ -59,4 +64,5 @@ POSTGRESQL = Dialect(
     bool_true="TRUE",
     bool_false="FALSE",
     for_update=" FOR UPDATE",
+    key_type='TEXT COLLATE "C"',
 )

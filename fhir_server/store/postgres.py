@@ -19,7 +19,7 @@ import psycopg_pool
 
 from fhir_server.store.base import HistoryQuery, StoredResource, StoreTx
 from fhir_server.store.dialect import POSTGRESQL
-from fhir_server.store.schema import resource_ddl
+from fhir_server.store.schema import key_collation_ddl, resource_ddl
 from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
 
 # Serialises concurrent schema creation by several starting processes.
@@ -69,6 +69,12 @@ class PostgresStore:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
             for stmt in resource_ddl(POSTGRESQL) + list(index_ddl or []):
+                conn.execute(stmt)
+            row = conn.execute(
+                "SELECT collation_name FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = 'resources' AND column_name = 'res_id'"
+            ).fetchone()
+            for stmt in key_collation_ddl(row[0] if row else "C"):
                 conn.execute(stmt)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

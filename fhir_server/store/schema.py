@@ -14,8 +14,8 @@ def resource_ddl(d: Dialect) -> list[str]:
     return [
         f"""CREATE TABLE IF NOT EXISTS resources (
             pk {d.autoinc_pk},
-            res_type TEXT NOT NULL,
-            res_id TEXT NOT NULL,
+            res_type {d.key_type} NOT NULL,
+            res_id {d.key_type} NOT NULL,
             version INTEGER NOT NULL,
             last_updated_us {d.bigint_type} NOT NULL,
             deleted BOOLEAN NOT NULL,
@@ -25,8 +25,8 @@ def resource_ddl(d: Dialect) -> list[str]:
         "CREATE INDEX IF NOT EXISTS resources_type_updated ON resources "
         "(res_type, last_updated_us, pk)",
         f"""CREATE TABLE IF NOT EXISTS resource_versions (
-            res_type TEXT NOT NULL,
-            res_id TEXT NOT NULL,
+            res_type {d.key_type} NOT NULL,
+            res_id {d.key_type} NOT NULL,
             version INTEGER NOT NULL,
             last_updated_us {d.bigint_type} NOT NULL,
             deleted BOOLEAN NOT NULL,
@@ -38,4 +38,17 @@ def resource_ddl(d: Dialect) -> list[str]:
         "(last_updated_us)",
         "CREATE INDEX IF NOT EXISTS resource_versions_type_updated ON resource_versions "
         "(res_type, last_updated_us)",
+    ]
+
+
+def key_collation_ddl(current: str | None) -> list[str]:
+    """PostgreSQL: bring the key columns of a database made before they were COLLATE "C"
+    (`current` is the collation information_schema reports for resources.res_id) to it;
+    the indexes on them are rebuilt."""
+    if current == "C":
+        return []
+    return [
+        f"ALTER TABLE {t} ALTER COLUMN res_type TYPE TEXT COLLATE \"C\", "
+        "ALTER COLUMN res_id TYPE TEXT COLLATE \"C\""
+        for t in ("resources", "resource_versions")
     ]

@@ -16,7 +16,7 @@ from typing import Any
 from fhir_server.app import open_store
 from fhir_server.config import Config
 from fhir_server.context import Context
-from fhir_server.dispatcher import Dispatcher
+from fhir_server.dispatcher import Dispatcher, render
 from fhir_server.hooks import Hooks
 from fhir_server.request import FhirRequest
 from fhir_server.store.base import ResourceStore
@@ -51,11 +51,10 @@ def opened(db_url: str) -> Iterator[tuple[ResourceStore, Dispatcher]]:
 
 def search(dispatcher: Dispatcher, res_type: str, **params: str) -> list[dict[str, Any]]:
     """The resources a search finds (one page of up to 1000)."""
-    resp = dispatcher.handle(
-        FhirRequest("GET", res_type, query=[*params.items(), ("_count", "1000")])
-    )
+    req = FhirRequest("GET", res_type, query=[*params.items(), ("_count", "1000")])
+    resp = dispatcher.handle(req)
     assert resp.status == 200, resp.resource
-    bundle = resp.resource if resp.resource is not None else json.loads(resp.raw or b"{}")
+    bundle = json.loads(render(req, resp))  # the bytes a client would get
     return [e["resource"] for e in bundle.get("entry", [])
             if e.get("search", {}).get("mode", "match") == "match"]
 
