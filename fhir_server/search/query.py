@@ -86,8 +86,11 @@ def _selectivity_rank(crit: Criterion) -> int | None:
     start a search (it excludes rather than finds: :missing=true, :not)."""
     if isinstance(crit, InList):
         return 1
-    if isinstance(crit, Chain | Has):
-        return 2
+    if isinstance(crit, Chain):  # its targets' matches, then the references to them
+        inner = [_selectivity_rank(c) for _, c in crit.targets]
+        return 2 if all(r is not None for r in inner) else None
+    if isinstance(crit, Has):  # as many as the inner criterion's matches refer to
+        return 3 if _selectivity_rank(crit.inner) is not None else None
     if crit.code == "_id":
         return 0 if crit.missing is None and crit.modifier != "not" else None
     if crit.code == "_lastUpdated" or crit.missing is True or crit.modifier in ("not", "not-in"):
@@ -186,44 +189,72 @@ class QueryBuilder:
         if isinstance(crit, Clause):
             return self.clause(alias, types, crit, args, drive)
         if isinstance(crit, Chain):
-            return self.chain(alias, types, crit, args)
+            return self.chain(alias, types, crit, args, drive)
         if isinstance(crit, InList):
             return self.in_list(alias, types, crit, args)
-        return self.has(alias, types, crit, args)
+        return self.has(alias, types, crit, args, drive)
 
-    def chain(self, alias: str, types: tuple[str, ...], c: Chain, args: list[Any]) -> str:
+    def chain(
+        self, alias: str, types: tuple[str, ...], c: Chain, args: list[Any], drive: bool = True
+    ) -> str:
+        """``ref.param=value`` (https://hl7.org/fhir/R4/search.html#chaining). Driving: the
+        targets the inner criterion finds (by their own index), then the reference rows that
+        point at each by (type, param, target); CROSS JOIN keeps that order on SQLite.
+        Otherwise a probe of the candidate's own reference rows, then each target."""
         ref, tgt = self._alias("ref"), self._alias("t")
         sub_args: list[Any] = []
-        tf = self._type_filter(f"{ref}.res_type", types, sub_args)
+        if drive:
+            first, rows = self._type_filter(f"{ref}.res_type", types, sub_args), (tgt, ref)
+        else:
+            first, rows = f"{ref}.res_pk = {alias}.pk", (ref, tgt)
         sub_args.append(c.code)
         per_target: list[str] = []
         for t, inner in c.targets:
             sub_args.append(t)
             per_target.append(
-                f"({tgt}.res_type = ? AND {self.criterion(tgt, (t,), inner, sub_args)})"
+                f"({tgt}.res_type = ? AND {self.criterion(tgt, (t,), inner, sub_args, drive)})"
             )
         args.extend(sub_args)
-        return (
-            f"{alias}.pk IN (SELECT {ref}.res_pk FROM idx_reference {ref} "
-            f"JOIN resources {tgt} ON {tgt}.res_type = {ref}.target_type "
-            f"AND {tgt}.res_id = {ref}.target_id "
-            f"WHERE {tf} AND {ref}.param = ? AND {tgt}.deleted = {self.false} "
-            f"AND ({' OR '.join(per_target)}))"
+        tables = {tgt: f"resources {tgt}", ref: f"idx_reference {ref}"}
+        body = (
+            f"FROM {tables[rows[0]]} CROSS JOIN {tables[rows[1]]} "
+            f"WHERE {tgt}.res_type = {ref}.target_type AND {tgt}.res_id = {ref}.target_id "
+            f"AND {first} AND {ref}.param = ? AND {tgt}.deleted = {self.false} "
+            f"AND ({' OR '.join(per_target)})"
         )
+        if drive:
+            return f"{alias}.pk IN (SELECT {ref}.res_pk {body})"
+        return f"EXISTS (SELECT 1 {body})"
 
-    def has(self, alias: str, types: tuple[str, ...], h: Has, args: list[Any]) -> str:
+    def has(
+        self, alias: str, types: tuple[str, ...], h: Has, args: list[Any], drive: bool = True
+    ) -> str:
+        """``_has:Type:ref:param=value`` (https://hl7.org/fhir/R4/search.html#has). Driving:
+        the sources the inner criterion finds, their reference rows, then the targets by key
+        (in that order on SQLite). Otherwise a probe of the reference rows that point at the
+        candidate, by (type, param, target), and of each source."""
         ref, src = self._alias("ref"), self._alias("s")
-        args.extend([h.source_type, h.ref_code])
-        if types:
-            target = self._type_filter(f"{ref}.target_type", types, args)
-        else:
-            target = f"{ref}.target_type = {alias}.res_type"
+        if not drive:
+            args.extend([h.source_type, h.ref_code])
+            inner = self.criterion(src, (h.source_type,), h.inner, args, drive=False)
+            return (
+                f"EXISTS (SELECT 1 FROM idx_reference {ref} CROSS JOIN resources {src} "
+                f"WHERE {ref}.res_type = ? AND {ref}.param = ? "
+                f"AND {ref}.target_id = {alias}.res_id AND {ref}.target_type = {alias}.res_type "
+                f"AND {src}.pk = {ref}.res_pk AND {src}.deleted = {self.false} AND {inner})"
+            )
+        tgt = self._alias("t")
         inner = self.criterion(src, (h.source_type,), h.inner, args)
+        args.extend([h.source_type, h.ref_code])
+        target = self._type_filter(f"{tgt}.res_type", types, args) if types else "1 = 1"
         return (
-            f"{alias}.res_id IN (SELECT {ref}.target_id FROM idx_reference {ref} "
-            f"JOIN resources {src} ON {src}.pk = {ref}.res_pk "
-            f"WHERE {ref}.res_type = ? AND {ref}.param = ? AND {target} "
-            f"AND {src}.deleted = {self.false} AND {inner})"
+            f"{alias}.pk IN (SELECT {tgt}.pk FROM resources {src} "
+            f"CROSS JOIN idx_reference {ref} CROSS JOIN resources {tgt} "
+            f"WHERE {src}.deleted = {self.false} AND {inner} "
+            f"AND {ref}.res_pk = {src}.pk AND {self.unindexed(ref + '.res_type')} = ? "
+            f"AND {ref}.param = ? "
+            f"AND {tgt}.res_type = {ref}.target_type AND {tgt}.res_id = {ref}.target_id "
+            f"AND {target})"
         )
 
     def in_list(self, alias: str, types: tuple[str, ...], c: InList, args: list[Any]) -> str:

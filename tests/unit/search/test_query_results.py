@@ -195,6 +195,40 @@ def test_has(search_store: ResourceStore) -> None:
     assert ids(s, "Practitioner", "_has:Observation:performer:_id=blood-pressure") == {"example"}
 
 
+def test_chain_and_has_agree_whether_they_drive_the_search_or_not(
+    search_store: ResourceStore,
+) -> None:
+    """The planner starts from the most selective criterion and probes the others per
+    candidate (fhir_server.search.query.driver); each form must find the same resources."""
+    s = search_store
+    loinc = "http://loinc.org|8302-2"
+    has = f"_has:Observation:patient:code={loinc}"
+    # a token drives, _has is a per-patient probe
+    for gender in ("male", "female"):
+        assert ids(s, "Patient", f"gender={gender}&{has}") == (
+            ids(s, "Patient", f"gender={gender}") & ids(s, "Patient", has)
+        )
+    patients = ids(s, "Patient", "_count=1000")
+    # an inner criterion that cannot drive (:not) makes _has and the chain probes too
+    expected = {p for p in patients
+                if ids(s, "Observation", f"patient=Patient/{p}&code:not={loinc}")}
+    assert expected and ids(s, "Patient", f"_has:Observation:patient:code:not={loinc}") == expected
+    not_male = ids(s, "Patient", "gender:not=male")
+    expected_obs: set[str] = set()
+    for p in not_male:
+        expected_obs |= ids(s, "Observation", f"subject=Patient/{p}")
+    assert expected_obs
+    assert ids(s, "Observation", "subject:Patient.gender:not=male") == expected_obs
+    # a driving chain next to a probing token, and the reverse
+    chained = ids(s, "Observation", "subject:Patient.name=chalmers")
+    assert ids(s, "Observation", f"subject:Patient.name=chalmers&code={loinc}") == (
+        chained & ids(s, "Observation", f"code={loinc}")
+    )
+    # system level: the target type comes from the reference
+    assert ids(s, None, f"_type=Patient,Practitioner&{has}") == {f"Patient/{p}" for p in
+                                                                  ids(s, "Patient", has)}
+
+
 def test_compartments(search_store: ResourceStore) -> None:
     s = search_store
     comp = ("Patient", "f001")
