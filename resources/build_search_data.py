@@ -1,6 +1,6 @@
 """Build the committed search data from the official R4 definitions.
 
-Usage: ``python -m resources.build_search_data /work/shared/data/fhir-r4-definitions``
+Usage: ``python -m resources.build_search_data PATH/fhir-r4-definitions``
 
 Writes into ``resources/data/``: ``search-parameters.json`` (the 1375 R4 SearchParameters,
 compacted, plus the concrete resource types; https://hl7.org/fhir/R4/searchparameter.html),
