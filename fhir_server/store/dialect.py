@@ -27,6 +27,9 @@ class Dialect:
     # (a comparison of two different collations takes the non-default one,
     # https://www.postgresql.org/docs/15/collation.html#COLLATION-CONCEPTS)
     key_type: str = "TEXT"
+    # Whether the planner orders joins from table statistics (PostgreSQL) rather than from the
+    # shape of the SQL (SQLite, which has none unless ANALYZE is run)
+    plans_from_statistics: bool = False
 
     def sql(self, text: str) -> str:
         """Return `text` with `?` placeholders in this driver's style."""
@@ -65,4 +68,5 @@ POSTGRESQL = Dialect(
     bool_false="FALSE",
     for_update=" FOR UPDATE",
     key_type='TEXT COLLATE "C"',
+    plans_from_statistics=True,
 )
