@@ -20,7 +20,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,10 @@ from fhir_server.search.normalize import normalize_string  # noqa: E402
 from fhir_server.store.base import ResourceStore  # noqa: E402
 from fhir_server.store.dialect import Dialect  # noqa: E402
 from tests.pg import PgServer  # noqa: E402  (the test suite's throw-away PostgreSQL)
+
+sys.path.insert(0, str(HERE.parent))
+from harness import free_port, wait_until_quiet  # noqa: E402
+from harness import server as harness_server  # noqa: E402
 
 DATA = HERE / "data"
 VAR = HERE / "var"
@@ -196,61 +199,12 @@ def samples(store: ResourceStore) -> dict[str, list[str]]:
 # -- the server and wrk ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(url: str, workers: int, log: Path) -> Iterator[str]:
     """`telefhir serve --no-auth` on a free port until the block ends; yields its base."""
     port = free_port()
-    cmd = [str(BIN / "telefhir"), "serve", "--no-auth", "--workers", str(workers),
-           "--port", str(port), "--db", url]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/fhir/metadata", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {log}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
-
-
-def machine_busy(seconds: float = 2.0) -> float:
-    """Percent of all cores busy over `seconds`, from /proc/stat."""
-
-    def ticks() -> tuple[int, int]:
-        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        return sum(f) - f[3] - f[4], sum(f)
-
-    busy0, all0 = ticks()
-    time.sleep(seconds)
-    busy1, all1 = ticks()
-    return 100.0 * (busy1 - busy0) / max(1, all1 - all0)
-
-
-def wait_quiet(max_pct: float = 15.0, timeout: float = 600.0) -> float:
-    """Wait until other work on this shared machine is under `max_pct` of the CPU (other
-    benchmarks would skew the figures); returns the last reading."""
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = machine_busy()
-        if busy < max_pct or time.monotonic() > deadline:
-            return round(busy, 1)
-        print(f"machine {busy:.0f}% busy: waiting for quiet", file=sys.stderr, flush=True)
+    with harness_server(url, port, workers, [], log):
+        yield f"http://127.0.0.1:{port}"
 
 
 def wrk(base: str, paths_file: Path, seconds: int, threads: int, conns: int) -> dict[str, Any]:
@@ -303,12 +257,12 @@ def http(backend: str, seconds: int, threads: int, conns: int, workers: int) -> 
             paths_file = VAR / f"paths-{name}.txt"
             paths_file.write_text("\n".join(paths[name]) + "\n")
             rng = random.Random(1)
-            info = shape(base, rng.sample(paths[name], 200))
+            info = shape(base, rng.sample(paths[name], min(200, len(paths[name]))))
             wrk(base, paths_file, 5, threads, conns)  # warm-up
-            busy_before = wait_quiet()
+            others_before = wait_until_quiet(15.0, 600.0)
             stats = wrk(base, paths_file, seconds, threads, conns)
             stats.update(info, target_p95_ms=target, met=stats["p95_ms"] < target,
-                         machine_busy_before_pct=busy_before)
+                         others_busy_before_pct=others_before)
             out[name] = stats
             print(f"{backend:10} {name:12} p50 {stats['p50_ms']:6.1f}  p95 {stats['p95_ms']:6.1f}"
                   f"  p99 {stats['p99_ms']:6.1f} ms  {stats['req_s']:7.1f} req/s  "
@@ -341,9 +295,9 @@ def explain(backend: str) -> str:
     store = open_store(url)
     out: list[str] = [f"## EXPLAIN on {backend}\n"]
     try:
-        rows = store.query("SELECT res_id FROM resources WHERE res_type = ? ORDER BY res_id "
-                           "LIMIT 1 OFFSET 4321", ["Patient"])
-        pid = str(rows[0][0])
+        ids = store.query("SELECT res_id FROM resources WHERE res_type = ? ORDER BY res_id",
+                          ["Patient"])
+        pid = str(ids[min(4321, len(ids) - 1)][0])  # the 4,322nd at full scale
         builds = {name: build for name, (_, build) in SEARCHES.items()} | EXPLAIN_ONLY
         for name, build in builds.items():
             path = build("smi" if name in ("patient", "chain", "has") else pid)
