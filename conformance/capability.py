@@ -9,7 +9,7 @@ from typing import Any
 
 from fhir_server.interactions.registry import interactions
 from fhir_server.search.include import include_params, revinclude_params
-from fhir_server.search.model import PREFIXES
+from fhir_server.search.model import PREFIXED_TYPES, PREFIXES
 from fhir_server.search.parse import (
     ENGINE_PARAMS,
     IGNORED,
@@ -25,7 +25,6 @@ from resources.types import RESOURCE_TYPES
 
 SOFTWARE_NAME = "telefhir"
 SOFTWARE_VERSION = "0.1.0"
-_PREFIXED = frozenset({"number", "date", "quantity"})  # https://hl7.org/fhir/R4/search.html#prefix
 
 
 def _codes(level: str) -> list[str]:
@@ -43,7 +42,7 @@ def param_documentation(sp: SearchParameter) -> str:
     if sp.type == "reference":
         mods.append(":[type]")
     parts = [f"Modifiers: {', '.join(mods)}." if mods else "No modifiers."]
-    if sp.type in _PREFIXED:
+    if sp.type in PREFIXED_TYPES:
         parts.append(f"Prefixes: {', '.join(PREFIXES)}.")
     if sp.type == "reference":
         parts.append(f"Chaining ({sp.code}.[parameter], up to {MAX_CHAIN_DEPTH} levels) "

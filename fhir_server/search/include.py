@@ -56,9 +56,8 @@ def _forward(q: Queryable, inc: Include, pks: list[int]) -> list[int]:
         args: list[Any] = list(chunk)
         conds = [f"ref.res_pk IN ({', '.join('?' * len(chunk))})"]
         if inc.source_type != "*":
-            # SQLite has no statistics: keep it on the (res_pk, param) index, not (res_type, ...)
-            plus = "+" if q.dialect.name == "sqlite" else ""
-            conds.append(f"{plus}ref.res_type = ?")
+            # the (res_pk, param) index, not (res_type, ...), on a planner without statistics
+            conds.append(f"{q.dialect.unindexed('ref.res_type')} = ?")
             args.append(inc.source_type)
         if inc.param != "*":
             conds.append("ref.param = ?")

@@ -10,6 +10,8 @@ from fhir_server.errors import Issue
 from resources.search_parameters import SearchParameter
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+# the types that take PREFIXES (https://hl7.org/fhir/R4/search.html#prefix)
+PREFIXED_TYPES = frozenset({"number", "date", "quantity"})
 
 
 @dataclass(frozen=True)

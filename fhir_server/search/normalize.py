@@ -29,13 +29,17 @@ def clip(value: str) -> str:
     return value if len(value) <= MAX_TEXT else value[:MAX_TEXT]
 
 
+def fold(value: str) -> str:
+    """Lower-case, accent-free form of `value` (case- and accent-insensitive matching)."""
+    if value.isascii():
+        return value.lower()
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
 def normalize_string(value: str) -> str:
     """Lower-case, accent-free, whitespace-collapsed, clipped form of `value`."""
-    if value.isascii():
-        out = value.lower()
-    else:
-        decomposed = unicodedata.normalize("NFKD", value)
-        out = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    out = fold(value)
     if "  " in out or "\n" in out or "\t" in out:
         out = " ".join(out.split())
     return clip(out.strip())

@@ -147,19 +147,13 @@ class QueryBuilder:
         if req.types:
             column = f"{alias}.res_type"
             if driver is not None:
-                column = self.unindexed(column)
+                column = self.d.unindexed(column)
             conds.append(self._type_filter(column, req.types, args))
         for crit in req.criteria:
             conds.append(self.criterion(alias, req.types, crit, args, drive=crit is driver))
         if req.compartment is not None:
             conds.append(self.compartment(alias, req.types, req.compartment, args))
         return Sql(" AND ".join(conds), args)
-
-    def unindexed(self, column: str) -> str:
-        """`column` as SQLite will not use an index for (unary +;
-        https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_for_indexing);
-        PostgreSQL plans from statistics and gets it as it is."""
-        return f"+{column}" if self.d.name == "sqlite" else column
 
     @staticmethod
     def driver(criteria: list[Criterion]) -> Criterion | None:
@@ -254,7 +248,7 @@ class QueryBuilder:
             f"{alias}.pk IN (SELECT {tgt}.pk FROM resources {src} "
             f"CROSS JOIN idx_reference {ref} CROSS JOIN resources {tgt} "
             f"WHERE {src}.deleted = {self.false} AND {inner} "
-            f"AND {ref}.res_pk = {src}.pk AND {self.unindexed(ref + '.res_type')} = ? "
+            f"AND {ref}.res_pk = {src}.pk AND {self.d.unindexed(ref + '.res_type')} = ? "
             f"AND {ref}.param = ? "
             f"AND {tgt}.res_type = {ref}.target_type AND {tgt}.res_id = {ref}.target_id "
             f"AND {target})"
@@ -355,21 +349,16 @@ class QueryBuilder:
             ands: list[str] = []
             for n, word in enumerate(sorted(v.words, key=len, reverse=True)):
                 i = self._alias("w")
-                if drive and n == 0:
-                    tf = self._type_filter(f"{i}.res_type", types, args)
-                    args.append(c.code)
-                    cond = self._prefix_cond(f"{i}.value_norm", word, args)
-                    ands.append(
-                        f"{alias}.pk IN (SELECT {i}.res_pk FROM idx_string {i} "
-                        f"WHERE {tf} AND {i}.param = ? AND {cond})"
-                    )
+                drives = drive and n == 0
+                if drives:
+                    rows = self._type_filter(f"{i}.res_type", types, args)
                 else:
-                    args.append(c.code)
-                    cond = self._prefix_cond(f"{i}.value_norm", word, args)
-                    ands.append(
-                        f"EXISTS (SELECT 1 FROM idx_string {i} WHERE {i}.res_pk = {alias}.pk "
-                        f"AND {i}.param = ? AND {cond})"
-                    )
+                    rows = f"{i}.res_pk = {alias}.pk"
+                args.append(c.code)
+                cond = self._prefix_cond(f"{i}.value_norm", word, args)
+                sub = (f"SELECT {i}.res_pk FROM idx_string {i} "
+                       f"WHERE {rows} AND {i}.param = ? AND {cond}")
+                ands.append(f"{alias}.pk IN ({sub})" if drives else f"EXISTS ({sub})")
             ors.append("(" + " AND ".join(ands) + ")")
         return "(" + " OR ".join(ors) + ")"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from typing import Any
 
+from fhir_server.search.normalize import fold
 from fhir_server.search.schema import MAX_TEXT
 
 MAX_CHARS = 4096  # normalised characters indexed per resource and parameter
@@ -33,14 +33,6 @@ _NOT_TEXT = frozenset(
 _NOT_TEXT_STRING = _NOT_TEXT | {"code"}  # codes are for token search; their displays are words
 
 
-def normalize_words(text: str) -> str:
-    """Lower-case, accent-free `text`, as string search normalises (not clipped)."""
-    if text.isascii():
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
 def words(text: str) -> list[str]:
     """The distinct words of normalised `text`, in order of first occurrence."""
     if text.isascii():  # the common case: byte translation beats the regular expression
@@ -57,7 +49,7 @@ def narrative_text(resource: dict[str, Any]) -> str:
     if not isinstance(div, str):
         return ""
     text = " ".join(html.unescape(_TAG.sub(" ", div[: MAX_CHARS * 4])).split())
-    return normalize_words(text)[:MAX_CHARS]
+    return fold(text)[:MAX_CHARS]
 
 
 def narrative_words(resource: dict[str, Any]) -> list[str]:
@@ -105,9 +97,9 @@ def content_words(resource: dict[str, Any]) -> list[str]:
     narrative = narrative_text(resource)
     parts = [narrative] if narrative else []
     _collect(resource, parts, MAX_CHARS - len(narrative))
-    return words(normalize_words(" ".join(parts))[:MAX_CHARS])
+    return words(fold(" ".join(parts))[:MAX_CHARS])
 
 
 def query_words(text: str) -> list[str]:
     """The words of a ``_text``/``_content`` search value."""
-    return words(normalize_words(text))
+    return words(fold(text))

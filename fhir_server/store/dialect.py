@@ -37,6 +37,14 @@ class Dialect:
             return text.replace("%", "%%").replace("?", "%s")
         return text
 
+    def unindexed(self, column: str) -> str:
+        """`column` in a WHERE term the planner should not pick an index for. SQLite, which
+        has no statistics, would otherwise start from a broad (res_type, ...) index; unary +
+        keeps the term out of its index choice
+        (https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_for_indexing).
+        A planner with statistics gets the column as it is."""
+        return column if self.plans_from_statistics else f"+{column}"
+
     def json_param(self, body: bytes) -> object:
         """The driver parameter that stores JSON bytes `body` in a `json_type` column."""
         if self.name == "postgresql":

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.sansio.utils import get_current_url
 
 from fhir_server.dispatcher import Dispatcher, render
 from fhir_server.request import FhirRequest
@@ -40,9 +41,10 @@ class FhirHttpResponse(Response):
 
 
 @lru_cache(maxsize=64)
-def _host_base(scheme: str, host: str, script_root: str, base_path: str) -> str:
-    """The absolute FHIR base for one Host header (werkzeug's host_url is costly per request)."""
-    return request.host_url.rstrip("/") + base_path
+def _host_base(scheme: str, host: str, base_path: str) -> str:
+    """The absolute FHIR base for one scheme and Host header, as werkzeug's `host_url` builds
+    it (cached: building it is costly per request)."""
+    return get_current_url(scheme, host).rstrip("/") + base_path
 
 
 def _headers(environ: dict[str, Any]) -> dict[str, str]:
@@ -68,9 +70,7 @@ def fhir_blueprint(base_path: str, public_base_url: str | None) -> Blueprint:
         dispatcher: Dispatcher = current_app.extensions["telefhir.dispatcher"]
         http = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
         environ = http.environ
-        base = public_base_url or _host_base(
-            environ.get("wsgi.url_scheme", "http"), http.host, http.root_path, base_path
-        )
+        base = public_base_url or _host_base(http.scheme, http.host, base_path)
         method = http.method
         if method in _BODYLESS and not http.content_length and \
                 "HTTP_TRANSFER_ENCODING" not in environ:
