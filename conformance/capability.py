@@ -20,6 +20,7 @@ from fhir_server.search.parse import (
     modifiers_for,
     supported_params,
 )
+from operations.registry import capability_operations
 from resources.search_parameters import SearchParameter
 from resources.types import RESOURCE_TYPES
 
@@ -70,7 +71,7 @@ def search_params(types: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def _resource_entry(res_type: str, type_codes: list[str]) -> dict[str, Any]:
-    return {
+    entry: dict[str, Any] = {
         "type": res_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
         "interaction": [{"code": c} for c in type_codes],
@@ -87,6 +88,10 @@ def _resource_entry(res_type: str, type_codes: list[str]) -> dict[str, Any]:
         "searchRevInclude": list(revinclude_params(res_type)),
         "searchParam": search_params((res_type,)),
     }
+    ops = capability_operations(res_type)
+    if ops:
+        entry["operation"] = ops
+    return entry
 
 
 def search_documentation() -> str:
@@ -130,6 +135,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                      "documentation": "Resource types to search, separated by ','."},
                     *search_params(()),
                 ],
+                "operation": capability_operations(None),
             }
         ],
     }

@@ -3,6 +3,7 @@ wires store, hooks, dispatcher and the CapabilityStatement builder together."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -38,22 +39,36 @@ def open_store(db_url: str) -> ResourceStore:
     raise ValueError(f"Unsupported --db URL '{db_url}': use sqlite:///FILE or postgresql://…")
 
 
-def create_app(config: Config | None = None, store: ResourceStore | None = None) -> Flask:
-    """The WSGI application serving the FHIR API at `config.base_path`."""
-    config = config or Config.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    store = store or open_store(config.db_url)
+def build_context(config: Config, store: ResourceStore) -> Context:
+    """A server context with every plugin of `config.plugins` installed (hooks, operations)."""
     ctx = Context(store=store, config=config, hooks=Hooks())
+    for name in config.plugins:
+        importlib.import_module(name).install(ctx)
+    return ctx
 
+
+def build_dispatcher(ctx: Context) -> Dispatcher:
+    """The framework-free dispatcher for `ctx`: what the Flask view and internal clients (the
+    HL7 v2 gateway, the claim engine) send their FhirRequests to."""
     from conformance.capability import capability_statement
 
     def capabilities(req: FhirRequest) -> dict[str, Any]:
         return capability_statement(req.base_url)
 
+    return Dispatcher(ctx, capabilities)
+
+
+def create_app(config: Config | None = None, store: ResourceStore | None = None) -> Flask:
+    """The WSGI application serving the FHIR API at `config.base_path`."""
+    config = config or Config.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    store = store or open_store(config.db_url)
+    ctx = build_context(config, store)
+
     app = Flask("telefhir")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["telefhir.context"] = ctx
-    app.extensions["telefhir.dispatcher"] = Dispatcher(ctx, capabilities)
+    app.extensions["telefhir.dispatcher"] = build_dispatcher(ctx)
     app.register_blueprint(fhir_blueprint(config.base_path, config.public_base_url))
 
     @app.errorhandler(HTTPException)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+DEFAULT_PLUGINS = ("operations.registry",)
+"""Modules whose `install(ctx)` wires their hooks and registries into each server context, in
+order (the composition root imports them by name, so fhir_server imports none of them)."""
+
 
 @dataclass(frozen=True)
 class Config:
@@ -17,6 +21,7 @@ class Config:
     max_page_size: int = 1000
     default_page_size: int = 50
     max_body_bytes: int = 64 * 1024 * 1024
+    plugins: tuple[str, ...] = DEFAULT_PLUGINS
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:

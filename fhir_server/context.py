@@ -5,14 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fhir_server.config import Config
 from fhir_server.hooks import Hooks
 from fhir_server.store.base import ResourceStore, StoreTx
 
 if TYPE_CHECKING:
+    from fhir_server.request import FhirRequest, FhirResponse
+    from fhir_server.routing import Route
     from fhir_server.search.engine import SearchEngine
+
+
+class OperationRouter(Protocol):
+    """What the dispatcher needs of the operations registry (operations.registry implements
+    it; fhir_server does not import the operations package)."""
+
+    def invoke(self, ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
+        """Run `$operation` at `route`."""
+        ...
+
+    def definition(self, def_id: str) -> dict[str, Any] | None:
+        """The OperationDefinition with this id, or None."""
+        ...
 
 
 @dataclass
@@ -24,6 +39,7 @@ class Context:
     config: Config
     hooks: Hooks
     tx: StoreTx | None = None
+    operations: OperationRouter | None = None
 
     @property
     def search_engine(self) -> SearchEngine:

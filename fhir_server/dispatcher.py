@@ -64,10 +64,6 @@ class Dispatcher:
         self.ctx.hooks.run("request_received", self.ctx, req)
         if r.interaction == "capabilities":
             return FhirResponse(200, resource=self._capabilities(req))
-        if r.interaction == "operation":
-            raise FhirError.of(
-                400, "not-supported", f"Operation ${r.operation} is not supported here"
-            )
         if r.interaction.startswith("search") and req.method == "POST":
             req = _with_form_params(req)
         return interactions()[r.interaction].handler(self.ctx, req, r)

@@ -7,6 +7,8 @@ Modelled on HAPI FHIR interceptor pointcuts. A hook raising FhirError aborts the
 - before_create / before_update(ctx, tx, res_type, res_id, resource)
 - after_create / after_update(ctx, tx, stored)           (same transaction as the write)
 - before_delete(ctx, tx, res_type, res_id), after_delete(ctx, tx, stored)
+- before_operation(ctx, req, call)    (call: operations.registry.OperationCall, parameters
+                                       parsed; `call.op.needs` says what it requires)
 - before_response(ctx, req, resp)
 """
 
@@ -24,6 +26,7 @@ HOOK_POINTS = (
     "after_update",
     "before_delete",
     "after_delete",
+    "before_operation",
     "before_response",
 )
 

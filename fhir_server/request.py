@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.principal import Principal
+
 
 @dataclass
 class FhirRequest:
@@ -19,6 +21,8 @@ class FhirRequest:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
     base_url: str = "http://localhost:8080/fhir"  # absolute base URL, no trailing slash
+    principal: Principal | None = None  # who is asking: set by the authentication hook
+    remote_addr: str | None = None  # the client's IP address, for audit
 
     def header(self, name: str) -> str | None:
         """A request header by case-insensitive name."""

@@ -152,7 +152,8 @@ def _sub_request(req: FhirRequest, e: _Entry, body: bytes) -> FhirRequest:
         headers["content-type"] = "application/json-patch+json"
     elif body:
         headers["content-type"] = FHIR_JSON
-    return FhirRequest(e.method, e.path, e.query, headers, body, req.base_url)
+    return FhirRequest(e.method, e.path, e.query, headers, body, req.base_url,
+                       principal=req.principal, remote_addr=req.remote_addr)
 
 
 def _patch_body(e: _Entry) -> bytes:

@@ -13,6 +13,10 @@ from fhir_server.timeutil import from_http_date
 def read(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     """The current version; 404 if unknown, 410 if deleted, 304 if the client has it."""
     assert route.res_type and route.res_id
+    if route.res_type == "OperationDefinition" and ctx.operations is not None:
+        definition = ctx.operations.definition(route.res_id)
+        if definition is not None:  # the server's own operations, from its registry
+            return FhirResponse(200, resource=definition)
     stored = (ctx.tx or ctx.store).read(route.res_type, route.res_id)
     if stored is None:
         raise not_found(route.res_type, route.res_id)

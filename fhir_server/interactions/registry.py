@@ -29,6 +29,7 @@ def _table() -> dict[str, Interaction]:
         create,
         delete,
         history,
+        operation,
         patch,
         read,
         search_routes,
@@ -52,6 +53,7 @@ def _table() -> dict[str, Interaction]:
         Interaction("bundle", ("transaction", "batch"), "system", bundle.process_bundle),
         Interaction("search-system", ("search-system",), "system", search_routes.search_system),
         Interaction("history-system", ("history-system",), "system", history.history),
+        Interaction("operation", (), "system", operation.operation),
     ]
     return {i.name: i for i in items}
 

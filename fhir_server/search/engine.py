@@ -138,6 +138,23 @@ class SearchEngine:
             args.append(limit)
         return [(int(pk), str(rid)) for pk, rid in q.query(sql, args)]
 
+    def distinct_values(
+        self, q: Queryable, res_type: str | None, param: str
+    ) -> list[tuple[str, str]]:
+        """The distinct (system, code) of a token parameter, or ("", uri) of a uri parameter,
+        over the current resources of `res_type` (all types when None): what `$meta` reports
+        in use for `_tag`, `_security` and `_profile` (https://hl7.org/fhir/R4/resource-operation-meta.html)."""
+        kind = {"_tag": "token", "_security": "token", "_profile": "uri"}.get(param)
+        if kind is None:
+            raise ValueError(f"distinct_values covers _tag, _security and _profile, not {param}")
+        cols = "system, code" if kind == "token" else "'', uri"
+        sql = f"SELECT DISTINCT {cols} FROM idx_{kind} WHERE param = ?"
+        args: list[Any] = [param]
+        if res_type is not None:
+            sql += " AND res_type = ?"
+            args.append(res_type)
+        return sorted((str(a or ""), str(b)) for a, b in q.query(sql, args))
+
 
 def _keyset(
     names: list[str], descs: list[bool], after: list[Any], forward: bool, args: list[Any]

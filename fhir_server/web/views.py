@@ -84,6 +84,7 @@ def fhir_blueprint(base_path: str, public_base_url: str | None) -> Blueprint:
             headers=_headers(environ),
             body=body,
             base_url=base,
+            remote_addr=http.remote_addr,
         )
         resp = dispatcher.handle(req)
         return FhirHttpResponse(render(req, resp), status=resp.status, headers=resp.headers)
