@@ -10,6 +10,8 @@ Modelled on HAPI FHIR interceptor pointcuts. A hook raising FhirError aborts the
 - before_operation(ctx, req, call)    (call: operations.registry.OperationCall, parameters
                                        parsed; `call.op.needs` says what it requires)
 - before_response(ctx, req, resp)
+- security_event(ctx, event)           (a fhir_server.principal.SecurityEvent from the
+                                       authorization server: sign-in, token, refresh, revoke)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ HOOK_POINTS = (
     "after_delete",
     "before_operation",
     "before_response",
+    "security_event",
 )
 
 

@@ -7,7 +7,8 @@ that read it (https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.ht
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,23 @@ def internal(name: str) -> Principal:
     """The named principal of a component of telefhir (e.g. "hl7v2-gateway"), with every
     system scope."""
     return Principal(kind="internal", client_id=f"telefhir-{name}", scopes=("system/*.cruds",))
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """Something the audit trail must record that is not a FHIR interaction: a sign-in (or a
+    failed one), a token issued, refreshed, introspected or revoked, a launch, a lockout.
+    Raised by the authorization server through the `security_event` hook
+    (https://hl7.org/fhir/R4/valueset-audit-event-type.html, IHE BALP).
+
+    `action` is a short code such as "login", "token", "refresh", "revoke", "introspect",
+    "launch"; `outcome` is "success" or "failure"; `detail` holds what else is worth recording
+    (never a secret, token or password)."""
+
+    action: str
+    outcome: str
+    principal: Principal | None = None
+    client_id: str | None = None
+    username: str | None = None
+    remote_addr: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)

@@ -127,6 +127,15 @@ class ResourceStore(Queryable, Protocol):
         """Rebuild index rows; yields a running count."""
         ...
 
+    def ensure_tables(self, ddl: Sequence[str]) -> None:
+        """Run `CREATE TABLE/INDEX IF NOT EXISTS` statements of a module that keeps tables of
+        its own in the store (the HL7 inbox, the authorization server's clients and keys), in
+        one transaction, serialised with every other process doing the same. Such tables are
+        then read and written with `query` on the store or on an open StoreTx (in the same
+        transaction as resource writes); `UPDATE ... RETURNING` claims rows atomically on both
+        backends."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -120,6 +120,12 @@ class PostgresStore:
 
         return reindex_all(batch)
 
+    def ensure_tables(self, ddl: Sequence[str]) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
+            for stmt in ddl:
+                conn.execute(stmt)
+
     def close(self) -> None:
         self._pool.close()
 

@@ -168,6 +168,11 @@ class SqliteStore:
 
         return reindex_all(batch)
 
+    def ensure_tables(self, ddl: Sequence[str]) -> None:
+        with self.transaction() as tx:
+            for stmt in ddl:
+                tx.query(stmt)
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:

@@ -97,3 +97,19 @@ def test_reindex_rebuilds_rows(store: ResourceStore) -> None:
     assert _index_rows(store, "p1") == 0
     assert list(store.reindex())
     assert _index_rows(store, "p1") == before
+
+
+def test_module_tables_share_the_resource_transaction(store: ResourceStore) -> None:
+    ddl = [f"CREATE TABLE IF NOT EXISTS t_queue (pk {store.dialect.autoinc_pk}, "
+           "msg TEXT NOT NULL, state TEXT NOT NULL)"]
+    store.ensure_tables(ddl)
+    store.ensure_tables(ddl)  # idempotent
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.query("INSERT INTO t_queue (msg, state) VALUES (?, ?)", ("lost", "new"))
+        raise RuntimeError("roll back")
+    with store.transaction() as tx:
+        tx.query("INSERT INTO t_queue (msg, state) VALUES (?, ?)", ("kept", "new"))
+    with store.transaction() as tx:
+        claimed = tx.query("UPDATE t_queue SET state = 'done' WHERE state = 'new' RETURNING msg")
+    assert claimed == [("kept",)]
+    assert store.query("SELECT msg, state FROM t_queue") == [("kept", "done")]
