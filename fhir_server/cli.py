@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     os.environ["TELEFHIR_DB"] = args.db
+    os.environ["TELEFHIR_AUTH"] = "0" if args.no_auth else "1"
     if args.base_url:
         os.environ["TELEFHIR_BASE_URL"] = args.base_url
     # Create the schema once before the workers start.
