@@ -1,11 +1,17 @@
-"""The `telefhir` command: serve, load, reindex."""
+"""The `telefhir` command: serve, load, reindex, and the commands plugins add (the SMART
+layer's users, apps and keys)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+
+
+CLI_MODULES = ("smart_apps.cli",)
+"""Modules whose `register(subparsers, default_db)` adds commands of their own."""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -93,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reindex.add_argument("--db", default=default_db)
     reindex.add_argument("--type", default=None, help="only this resource type")
     reindex.set_defaults(fn=_reindex)
+
+    for module in CLI_MODULES:  # by name: fhir_server imports no plugin package
+        importlib.import_module(module).register(sub, default_db)
 
     args = parser.parse_args(argv)
     try:

@@ -201,7 +201,7 @@ class QueryBuilder:
             covered = [t for t in types if g.covers(t) and t not in whole]
             if g.compartment is not None:
                 ctype = g.compartment[0]
-                covered = [t for t in covered if compartment_params(ctype, t)]
+                covered = [t for t in covered if t == ctype or compartment_params(ctype, t)]
             if covered:
                 parts.append(self._grant(alias, tuple(covered), g, args, drive))
         return "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
@@ -250,7 +250,7 @@ class QueryBuilder:
                     f"EXISTS (SELECT 1 FROM idx_reference {i} WHERE {i}.res_pk = {alias}.pk "
                     f"AND {i}.param IN ({marks}) AND {i}.target_type = ? AND {i}.target_id = ?)"
                 )
-        if SELF in all_params:
+        if SELF in all_params or res_type == ctype:  # the compartment's own resource
             args.append(cid)
             alts.append(f"{alias}.res_id = ?")
         if not alts:
