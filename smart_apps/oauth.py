@@ -24,7 +24,12 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidScopeError,
+    OAuth2Error,
+)
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -233,7 +238,10 @@ class SmartServer(AuthorizationServer):
                    include_refresh_token: bool = True) -> dict[str, Any]:
         """The token response body (https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5)."""
         cfg = self.ctx.config
-        scopes = split_scope(scope)
+        scopes = split_scope(client.get_allowed_scope(scope or ""))
+        if not scopes and grant_type == "client_credentials":
+            raise InvalidScopeError("None of the requested scopes can be granted to this "
+                                    "backend service (system/ scopes it is registered for)")
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": generate_token(43),
