@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-
 CLI_MODULES = ("smart_apps.cli",)
 """Modules whose `register(subparsers, default_db)` adds commands of their own."""
 

@@ -417,7 +417,7 @@ class SmartRefreshToken(grants.RefreshTokenGrant):
         return Token(rec, None)
 
     def authenticate_user(self, refresh_token: Token) -> UserRecord | None:
-        return self.request.smart_context.get("user")  # type: ignore[no-any-return]
+        return self.request.smart_context.get("user")
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
         if not self.server.records.claim_refresh(refresh_token.rec.token_hash):
@@ -530,7 +530,7 @@ class AssertionAuth(JWTBearerClientAssertion):
             raise InvalidClientError(description=f"Cannot fetch the app's JWKS: {e}") from e
         with self._lock:
             self._fetched[url] = (time.time() + 300, data)
-        return data  # type: ignore[no-any-return]
+        return data
 
 
 class SmartIntrospection(IntrospectionEndpoint):

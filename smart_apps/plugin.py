@@ -21,7 +21,7 @@ def records_of(ctx: Context) -> AuthRecords:
     rec = ctx.extensions.get(_RECORDS)
     if rec is None:
         rec = ctx.extensions[_RECORDS] = AuthRecords(ctx.store)
-    return rec  # type: ignore[no-any-return]
+    return rec
 
 
 def install(ctx: Context) -> None:

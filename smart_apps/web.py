@@ -16,6 +16,7 @@ import orjson
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, redirect, render_template, request, session
+from werkzeug.wrappers import Response as BaseResponse
 
 from fhir_server.context import Context
 from smart_apps import discovery
@@ -29,9 +30,9 @@ LAUNCH_SECONDS = 3600  # an EHR launch context can be used for an hour
 _PENDING_MAX = 5
 
 
-def _json(data: Any, status: int = 200, **headers: str) -> Response:
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> BaseResponse:
     return Response(orjson.dumps(data), status=status, content_type="application/json",
-                    headers=headers)
+                    headers=headers or {})
 
 
 def _csrf_token() -> str:
@@ -57,7 +58,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
     def auth_base() -> str:
         return server_url(server, "")
 
-    def page(template: str, status: int = 200, **values: Any) -> Response:
+    def page(template: str, status: int = 200, **values: Any) -> BaseResponse:
         values.setdefault("csrf_token", _csrf_token())
         values.setdefault("signed_in", session.get("user"))
         html = render_template(template, **values)
@@ -66,7 +67,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
                                  "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": "frame-ancestors 'none'"})
 
-    def message(title: str, text: str, status: int = 400) -> Response:
+    def message(title: str, text: str, status: int = 400) -> BaseResponse:
         return page("message.html", status, title=title, text=text)
 
     def current_user() -> UserRecord | None:
@@ -81,25 +82,25 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
     # -- discovery --------------------------------------------------------------------------
 
     @bp.get(f"{cfg.base_path}/.well-known/smart-configuration")
-    def smart_configuration() -> Response:
+    def smart_configuration() -> BaseResponse:
         return _json(discovery.smart_configuration(fhir_base(server), auth_base()),
-                     **{"Cache-Control": "public, max-age=300"})
+                     headers={"Cache-Control": "public, max-age=300"})
 
     @bp.get(f"{cfg.base_path}/.well-known/openid-configuration")
-    def openid_configuration() -> Response:
+    def openid_configuration() -> BaseResponse:
         return _json(discovery.openid_configuration(fhir_base(server), auth_base()))
 
     @bp.get("/auth/jwks.json")
-    def jwks() -> Response:
-        return _json(server.keys.jwks(), **{"Cache-Control": "public, max-age=60"})
+    def jwks() -> BaseResponse:
+        return _json(server.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
 
     @bp.get("/auth/smart-style.json")
-    def smart_style() -> Response:
+    def smart_style() -> BaseResponse:
         return _json(discovery.SMART_STYLE)
 
     # -- token endpoints --------------------------------------------------------------------
 
-    def limited() -> Response | None:
+    def limited() -> BaseResponse | None:
         """429 when this address failed too often in the last minute."""
         addr = request.remote_addr or "?"
         if records.failures_since(addr, now_us() - 60_000_000) >= cfg.auth_failure_rate:
@@ -107,10 +108,10 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
             return _json({"error": "invalid_request",
                           "error_description": "Too many failed requests from this address; "
                                                "retry in a minute"}, 429,
-                         **{"Retry-After": "60", "Cache-Control": "no-store"})
+                         headers={"Retry-After": "60", "Cache-Control": "no-store"})
         return None
 
-    def counted(resp: Response) -> Response:
+    def counted(resp: Response) -> BaseResponse:
         if resp.status_code in (400, 401):
             records.record_failure(request.remote_addr or "?")
             body = resp.get_json(silent=True) or {}
@@ -121,15 +122,15 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         return resp
 
     @bp.post("/auth/token")
-    def token() -> Response:
+    def token() -> BaseResponse:
         return limited() or counted(server.create_token_response())
 
     @bp.post("/auth/introspect")
-    def introspect() -> Response:
+    def introspect() -> BaseResponse:
         return limited() or counted(server.create_endpoint_response("introspection"))
 
     @bp.post("/auth/revoke")
-    def revoke() -> Response:
+    def revoke() -> BaseResponse:
         return limited() or counted(server.create_endpoint_response("revocation"))
 
     # -- authorize: validate, then sign-in, patient, consent ---------------------------------
@@ -142,7 +143,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         items = list(values.items())[-_PENDING_MAX:]
         session["pending"] = dict(items)
 
-    def fail(redirect_uri: str | None, state: str | None, error: str, text: str) -> Response:
+    def fail(redirect_uri: str | None, state: str | None, error: str, text: str) -> BaseResponse:
         if redirect_uri:
             params = [("error", error), ("error_description", text)]
             if state:
@@ -155,7 +156,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         return server.get_consent_grant(request=req, end_user=None), req
 
     @bp.route("/auth/authorize", methods=["GET", "POST"])
-    def authorize() -> Response:
+    def authorize() -> BaseResponse:
         """The authorization request, GET or POST (capability authorize-post)."""
         source = request.form if request.method == "POST" else request.args
         params = {k: source.get(k, "") for k in source}
@@ -185,7 +186,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         save_pending({**pending(), txn: entry})
         return redirect(f"/auth/authorize/continue?txn={txn}", 302)
 
-    def next_step(txn: str) -> Response:
+    def next_step(txn: str) -> BaseResponse:
         entry = pending().get(txn)
         if entry is None:
             return message("Sign-in expired", "This authorization request is no longer "
@@ -216,11 +217,11 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         return rec.name if rec else params.get("client_id", "")
 
     @bp.get("/auth/authorize/continue")
-    def authorize_continue() -> Response:
+    def authorize_continue() -> BaseResponse:
         return next_step(request.args.get("txn", ""))
 
     @bp.post("/auth/login")
-    def login() -> Response:
+    def login() -> BaseResponse:
         txn = request.form.get("txn", "")
         next_url = request.form.get("next", "")
         if not next_url.startswith("/") or next_url.startswith("//"):
@@ -263,7 +264,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         return redirect(next_url or "/launcher", 302)
 
     @bp.post("/auth/logout")
-    def logout() -> Response:
+    def logout() -> BaseResponse:
         if not _csrf_ok():
             return message("Form expired", "Reload the page and try again.", 400)
         name = session.get("user")
@@ -273,7 +274,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         return page("message.html", title="Signed out", text="You are signed out.")
 
     @bp.post("/auth/patient")
-    def choose_patient() -> Response:
+    def choose_patient() -> BaseResponse:
         txn = request.form.get("txn", "")
         if not _csrf_ok():
             return message("Form expired", "Reload the page and try again.", 400)
@@ -289,7 +290,7 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
         return redirect(f"/auth/authorize/continue?txn={txn}", 302)
 
     @bp.post("/auth/consent")
-    def consent() -> Response:
+    def consent() -> BaseResponse:
         txn = request.form.get("txn", "")
         if not _csrf_ok():
             return message("Form expired", "Reload the page and try again.", 400)
@@ -311,18 +312,18 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
                          username=user.username, reason="denied")
             resp = server.create_authorization_response(request=req, grant_user=None,
                                                         grant=grant)
-            return resp  # type: ignore[no-any-return]
+            return resp
         approval = Approval(user=user, scope=" ".join(_granted(server, params, entry)),
                             patient=entry.get("patient"), encounter=entry.get("encounter"))
         server.event("authorize", "success", client_id=params.get("client_id"),
                      username=user.username, scope=approval.scope, patient=approval.patient)
-        return server.create_authorization_response(  # type: ignore[no-any-return]
+        return server.create_authorization_response(
             request=req, grant_user=approval, grant=grant)
 
     # -- the EHR launcher ---------------------------------------------------------------------
 
     @bp.route("/launcher", methods=["GET", "POST"])
-    def launcher() -> Response:
+    def launcher() -> BaseResponse:
         """A signed-in clinician picks a patient, optionally an encounter, and an app; the app
         opens with `iss` and `launch` (https://hl7.org/fhir/smart-app-launch/app-launch.html#launch-app-ehr-launch)."""
         user = current_user()
@@ -374,7 +375,7 @@ def _granted(server: SmartServer, params: dict[str, str], entry: dict[str, Any])
     return out
 
 
-def cors(resp: Response) -> Response:
+def cors(resp: Response) -> BaseResponse:
     """CORS for browser apps calling the FHIR API and the token endpoints from their own
     origin (bearer tokens, no cookies: any origin may call;
     https://hl7.org/fhir/R4/security.html#cors)."""

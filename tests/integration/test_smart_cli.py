@@ -22,7 +22,8 @@ from tests.integration.smart_support import (
 TELEFHIR = Path(sys.executable).parent / "telefhir"
 
 
-def cli(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, stdin: str | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(TELEFHIR), *args], input=stdin, capture_output=True, text=True,
                           check=check)
 
