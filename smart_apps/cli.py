@@ -155,11 +155,26 @@ def apps_launch(args: argparse.Namespace) -> int:
         records.add_launch(launch, LaunchRecord(args.client_id, args.user, args.patient,
                                                 args.encounter,
                                                 now_us() + LAUNCH_SECONDS * 1_000_000))
+        _launch_event(records, args)
     finally:
         records.store.close()
     iss = args.base_url.rstrip("/")
     print(add_params_to_uri(client.launch_url, [("iss", iss), ("launch", launch)]))
     return 0
+
+
+def _launch_event(records: AuthRecords, args: argparse.Namespace) -> None:
+    """The launch as a SecurityEvent, through the plugins' security_event hooks (the audit
+    trail), as the launcher page raises it."""
+    from fhir_server.app import build_context
+    from fhir_server.config import Config
+    from fhir_server.principal import SecurityEvent
+
+    ctx = build_context(Config.from_env(db_url=args.db), records.store)
+    ctx.hooks.run("security_event", ctx, SecurityEvent(
+        action="launch", outcome="success", client_id=args.client_id, username=args.user,
+        detail={k: v for k, v in (("patient", args.patient), ("encounter", args.encounter),
+                                  ("via", "telefhir apps launch")) if v}))
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
