@@ -167,6 +167,10 @@ class Enforcer:
     # -- conformance ----------------------------------------------------------------------------
 
     def capabilities(self, ctx: Context, req: FhirRequest, statement: dict[str, Any]) -> None:
+        """rest.security, when tokens are required (an open `--no-auth` server does not tell
+        clients to authorize; its discovery document still serves apps that do)."""
+        if not self.enforcing:
+            return
         base = req.base_url.rstrip("/")
         root = base[: -len(ctx.config.base_path)] if base.endswith(ctx.config.base_path) \
             else base
