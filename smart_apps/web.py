@@ -375,22 +375,28 @@ def _granted(server: SmartServer, params: dict[str, str], entry: dict[str, Any])
     return out
 
 
-def cors(resp: Response) -> BaseResponse:
+_CORS_HEADERS = (
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Prefer, If-Match, "
+     "If-None-Match, If-None-Exist, If-Modified-Since"),
+    ("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+    ("Access-Control-Expose-Headers", "Location, Content-Location, ETag, Last-Modified, "
+     "WWW-Authenticate"),
+    ("Access-Control-Max-Age", "600"),
+)
+_PAGES = ("/auth/authorize", "/auth/login", "/auth/logout", "/auth/patient", "/auth/consent",
+          "/launcher")
+
+
+def cors(resp: BaseResponse) -> BaseResponse:
     """CORS for browser apps calling the FHIR API and the token endpoints from their own
     origin (bearer tokens, no cookies: any origin may call;
-    https://hl7.org/fhir/R4/security.html#cors)."""
-    path = request.path
-    if path.startswith(("/auth/authorize", "/auth/login", "/auth/logout", "/auth/patient",
-                        "/auth/consent", "/launcher")):
+    https://hl7.org/fhir/R4/security.html#cors). Only requests that carry an Origin (what
+    browsers send cross-origin) get the headers; the sign-in pages never do."""
+    environ = request.environ
+    if "HTTP_ORIGIN" not in environ or environ.get("PATH_INFO", "").startswith(_PAGES):
         return resp
-    resp.headers["Access-Control-Allow-Origin"] = "*"
-    resp.headers["Access-Control-Allow-Headers"] = (
-        "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, "
-        "If-None-Exist, If-Modified-Since")
-    resp.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-    resp.headers["Access-Control-Expose-Headers"] = (
-        "Location, Content-Location, ETag, Last-Modified, WWW-Authenticate")
-    resp.headers["Access-Control-Max-Age"] = "600"
+    resp.headers.extend(_CORS_HEADERS)
     return resp
 
 
