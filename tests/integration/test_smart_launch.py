@@ -214,3 +214,19 @@ def test_authorize_by_get_and_post(world: SmartServer, method: str) -> None:
         answer = browser.authorize(url, "doc")
     params = callback_params(answer)
     assert exchange(world, params["code"], verifier, cid).status_code == 200
+
+
+def test_cors_for_browser_apps(world: SmartServer) -> None:
+    origin = {"Origin": "http://app.example"}
+    pre = requests.options(world.url("Patient"), headers={
+        **origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    assert pre.status_code == 200
+    assert pre.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in pre.headers["Access-Control-Allow-Headers"]
+    tok = requests.post(world.config["token_endpoint"], data={"grant_type": "x"},
+                        headers=origin)
+    assert tok.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Origin" not in requests.get(world.url("metadata")).headers
+    page = requests.get(f"{world.root}/launcher", headers=origin)
+    assert "Access-Control-Allow-Origin" not in page.headers  # never the sign-in pages
