@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from harness import CpuMeter, free_port, process_tree, server  # noqa: E402
+from harness import CpuMeter, free_port, process_tree, server, wait_until_quiet  # noqa: E402
 from run import (  # noqa: E402
     BIN,
     RESULTS,
@@ -97,6 +97,8 @@ def main() -> int:
     ap.add_argument("--token-seconds", type=int, default=10)
     ap.add_argument("--assertions", type=int, default=8000,
                     help="pre-signed assertions for the token phase (each is used once)")
+    ap.add_argument("--wait-quiet", type=int, default=0,
+                    help="wait up to this many seconds for other work on the machine to stop")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="telefhir-smart-bench-"))
@@ -126,6 +128,8 @@ def main() -> int:
         read_lua.write_text(read_script(paths, None))
 
         def phase(name: str, url: str, script: Path, seconds: int, pids: list[int]) -> None:
+            if args.wait_quiet:
+                wait_until_quiet(15, args.wait_quiet)
             meter = CpuMeter(pids, db_pids)
             out = run_wrk(url, script, args.wrk_threads, args.connections, seconds)
             cpu = meter.split()

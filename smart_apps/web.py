@@ -280,11 +280,14 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
             return message("Form expired", "Reload the page and try again.", 400)
         entries = pending()
         entry = entries.get(txn)
-        if entry is None or current_user() is None:
+        user = current_user()
+        if entry is None or user is None:
             return next_step(txn)
         chosen = request.form.get("patient", "").strip()
-        if not patient_exists(ctx, chosen):
-            return message("Unknown patient", f"There is no Patient '{chosen}'.", 400)
+        if not patient_exists(ctx, chosen) or not _may_open(user, chosen) or \
+                entry.get("launched"):
+            return message("Unknown patient", f"There is no Patient '{chosen}' you can "
+                           "choose here.", 400)
         entry["patient"] = chosen
         save_pending({**entries, txn: entry})
         return redirect(f"/auth/authorize/continue?txn={txn}", 302)
@@ -339,8 +342,9 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
             app = next((c for c in apps if c.client_id == client_id), None)
             if app is None or app.launch_url is None:
                 return message("Unknown app", "Choose a registered app with a launch URL.")
-            if not patient_exists(ctx, patient):
-                return message("Unknown patient", f"There is no Patient '{patient}'.")
+            if not patient_exists(ctx, patient) or not _may_open(user, patient):
+                return message("Unknown patient", f"There is no Patient '{patient}' you can "
+                               "open.")
             launch = new_secret(24)
             records.add_launch(launch, LaunchRecord(
                 client_id, user.username, patient, encounter,
@@ -351,12 +355,20 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
                                                         ("launch", launch)])
             return redirect(target, 302)
         chosen = request.args.get("patient") or None
-        return page("launcher.html", user=user, apps=apps,
-                    patients=patients(ctx, request.args.get("q")),
+        listed = patients(ctx, request.args.get("q"))
+        listed = [(pid, label) for pid, label in listed if _may_open(user, pid)]
+        return page("launcher.html", user=user, apps=apps, patients=listed,
                     q=request.args.get("q", ""), chosen=chosen,
                     encounters=encounters_of(ctx, chosen) if chosen else [])
 
     return bp
+
+
+def _may_open(user: UserRecord, patient_id: str) -> bool:
+    """A practitioner may open any patient's chart; a patient only their own."""
+    if user.fhir_user.startswith("Patient/"):
+        return user.fhir_user == f"Patient/{patient_id}"
+    return True
 
 
 def _granted(server: SmartServer, params: dict[str, str], entry: dict[str, Any]) -> list[str]:

@@ -256,3 +256,20 @@ def test_authorize_errors_carry_state(world: SmartServer) -> None:
     assert resp.status_code == 302
     q = parse_qs(urlsplit(resp.headers["Location"]).query)
     assert q["state"] == ["s-9"] and q["error"] == ["unsupported_response_type"]
+
+
+def test_patient_cannot_pick_another_patient(world: SmartServer) -> None:
+    cid, _ = world.register()
+    b = Browser(world)
+    page = b._follow(b.get(world.authorize_url(cid, "launch/patient patient/*.rs",
+                                               pkce()[1])))
+    consent = b.sign_in(page, "ann")  # a patient: straight to consent, own record
+    assert 'name="decision"' in consent.text and "Patient/pa" in consent.text
+    txn = form_with(consent.text, "decision")["fields"]["txn"]
+    csrf = form_with(consent.text, "decision")["fields"]["csrf_token"]
+    r = b.http.post(f"{world.root}/auth/patient", data={"txn": txn, "csrf_token": csrf,
+                                                        "patient": "pb"},
+                    allow_redirects=False)
+    assert r.status_code == 400
+    launcher = b.http.get(f"{world.root}/launcher").text
+    assert "Patient/pb" not in launcher and "Patient/pa" in launcher
