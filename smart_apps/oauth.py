@@ -36,6 +36,7 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import OpenIDCode
+from flask import g
 from flask import request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -278,8 +279,19 @@ class SmartServer(AuthorizationServer):
             records.append(replace(base, token_hash=digest(token["refresh_token"]),
                                    kind="refresh", expires_us=t + life * 1_000_000,
                                    jti=new_secret(12)))
-        self.records.add_tokens(records)
+        assertion = g.pop("smart_assertion", None)
+        if not self.records.add_tokens(records, assertion):
+            raise InvalidClientError(description="The client assertion was used before")
         request.smart_context = {**context, "family": family, "jti": base.jti}
+
+
+def record_assertion(server: SmartServer) -> bool:
+    """Record the client assertion of this request if no token recorded it (an endpoint
+    that issues none, or a failed request); False if it had been used meanwhile."""
+    assertion = g.pop("smart_assertion", None)
+    if assertion is None:
+        return True
+    return server.records.use_assertion(*assertion)
 
 
 def _smart_fields(server: SmartServer, grant: Any, response: Any) -> None:
@@ -502,9 +514,14 @@ class AssertionAuth(JWTBearerClientAssertion):
         return token.claims
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        """False for an assertion seen before. A new one is recorded with the token it buys
+        (one database transaction: store_token), or by the view when none is issued
+        (record_assertion), so each is used once."""
         exp = int(claims.get("exp", time.time() + 300))
-        return self.server.records.use_assertion(str(claims["sub"]), str(jti),
-                                                 exp * 1_000_000)
+        if self.server.records.assertion_seen(str(claims["sub"]), str(jti)):
+            return False
+        g.smart_assertion = (str(claims["sub"]), str(jti), exp * 1_000_000)
+        return True
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         jwks = client.rec.jwks

@@ -429,8 +429,15 @@ class AuthRecords:
 
     # -- tokens ------------------------------------------------------------------------------
 
-    def add_tokens(self, records: Sequence[TokenRecord]) -> None:
+    def add_tokens(self, records: Sequence[TokenRecord],
+                   assertion: tuple[str, str, int] | None = None) -> bool:
+        """Store tokens, with the client assertion (client_id, jti, expiry) that paid for
+        them in the same transaction; False (nothing stored) if that assertion was used."""
         with self.store.transaction() as tx:
+            if assertion is not None and not tx.query(
+                    "INSERT INTO smart_assertions (client_id, jti, expires_us) VALUES (?, ?, ?) "
+                    "ON CONFLICT (client_id, jti) DO NOTHING RETURNING jti", assertion):
+                return False
             for t in records:
                 tx.query(
                     f"INSERT INTO smart_tokens ({_TOKEN_COLS}) VALUES "
@@ -438,6 +445,7 @@ class AuthRecords:
                     (t.token_hash, t.kind, t.family, t.client_id, t.username, t.fhir_user,
                      t.scope, t.patient, t.encounter, int(t.admin), t.issued_us, t.expires_us,
                      t.jti))
+        return True
 
     def token(self, token: str) -> TokenRecord | None:
         rows = self.store.query(f"SELECT {_TOKEN_COLS} FROM smart_tokens WHERE token_hash = ?",
@@ -469,6 +477,10 @@ class AuthRecords:
             tx.query("DELETE FROM smart_assertions WHERE expires_us < ?", (cut,))
 
     # -- client assertions -------------------------------------------------------------------
+
+    def assertion_seen(self, client_id: str, jti: str) -> bool:
+        return bool(self.store.query(
+            "SELECT 1 FROM smart_assertions WHERE client_id = ? AND jti = ?", (client_id, jti)))
 
     def use_assertion(self, client_id: str, jti: str, expires_us: int) -> bool:
         """Record a client assertion's jti; False if it was seen before (a replay)."""

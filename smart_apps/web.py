@@ -20,7 +20,14 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from fhir_server.context import Context
 from smart_apps import discovery
-from smart_apps.oauth import Approval, SmartServer, StoredRequest, fhir_base, server_url
+from smart_apps.oauth import (
+    Approval,
+    SmartServer,
+    StoredRequest,
+    fhir_base,
+    record_assertion,
+    server_url,
+)
 from smart_apps.passwords import verify_password
 from smart_apps.people import encounters_of, patient_exists, patient_label, patients
 from smart_apps.records import LaunchRecord, UserRecord, new_secret, now_us
@@ -111,7 +118,10 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
                          headers={"Retry-After": "60", "Cache-Control": "no-store"})
         return None
 
-    def counted(resp: Response) -> BaseResponse:
+    def counted(resp: BaseResponse) -> BaseResponse:
+        if not record_assertion(server) and resp.status_code == 200:
+            resp = _json({"error": "invalid_client",
+                          "error_description": "The client assertion was used before"}, 400)
         if resp.status_code in (400, 401):
             records.record_failure(request.remote_addr or "?")
             body = resp.get_json(silent=True) or {}

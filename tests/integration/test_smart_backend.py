@@ -131,6 +131,15 @@ def test_backend_assertion_rules(world: SmartServer) -> None:
     hs = jwt.encode({"iss": app.client_id, "sub": app.client_id, "aud": url,
                      "exp": int(time.time()) + 60, "jti": "h"}, "s" * 32, algorithm="HS256")
     assert refused(app.token(world, assertion=hs))
+    # an assertion spent on a refused request, or on introspection, is spent
+    spent = app.assertion(url)
+    assert app.token(world, "user/*.rs", assertion=spent).status_code == 400
+    assert refused(app.token(world, assertion=spent))
+    tok = app.token(world).json()["access_token"]
+    intro = app.assertion(url)
+    data = {"token": tok, "client_assertion_type": ASSERTION, "client_assertion": intro}
+    assert requests.post(world.config["introspection_endpoint"], data=data).json()["active"]
+    assert refused(requests.post(world.config["introspection_endpoint"], data=data))
     # a backend app cannot use the authorization code flow
     r = requests.post(url, data={"grant_type": "authorization_code", "code": "x",
                                  "client_assertion_type": ASSERTION,
