@@ -177,6 +177,8 @@ def auth_blueprint(ctx: Context, server: SmartServer) -> Blueprint:
                         err.description or err.error)
         redirect_uri = params["redirect_uri"]
         state = params.get("state")
+        if not state:  # SMART requires it of apps (CSRF protection of their redirect URI)
+            return fail(redirect_uri, None, "invalid_request", "state is required")
         aud = params.get("aud", "").rstrip("/")
         if aud != fhir_base(server):
             return fail(redirect_uri, state, "invalid_request",

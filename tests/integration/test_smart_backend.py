@@ -177,3 +177,29 @@ def test_keys_rotate_while_serving(world: SmartServer, db_url: str) -> None:
         jwt.decode(tok["id_token"], key.key, algorithms=["RS256"], audience=tok["client_id"])
     # tokens issued before the rotation still work
     assert requests.get(world.url("Patient"), headers=bearer(before)).status_code == 200
+
+
+def test_confidential_asymmetric_app_in_the_code_flow(world: SmartServer) -> None:
+    """client-confidential-asymmetric: a user-facing app that authenticates at the token
+    endpoint with a signed assertion instead of a secret."""
+    from tests.integration.smart_support import Browser, callback_params, pkce
+
+    app = BackendApp("ES384")
+    app.client_id, _ = world.register("Asymmetric", method="private_key_jwt", jwks=app.jwks)
+    verifier, challenge = pkce()
+    params = callback_params(Browser(world).authorize(
+        world.authorize_url(app.client_id, "user/Patient.rs offline_access", challenge),
+        "doc"))
+    url = world.config["token_endpoint"]
+    data = {"grant_type": "authorization_code", "code": params["code"],
+            "redirect_uri": "http://127.0.0.1:1/callback", "code_verifier": verifier,
+            "client_assertion_type": ASSERTION}
+    no_assertion = requests.post(url, data={**data, "client_id": app.client_id})
+    assert no_assertion.status_code in (400, 401)
+    r = requests.post(url, data={**data, "client_assertion": app.assertion(url)})
+    assert r.status_code == 200, r.text
+    refresh = requests.post(url, data={
+        "grant_type": "refresh_token", "refresh_token": r.json()["refresh_token"],
+        "client_assertion_type": ASSERTION, "client_assertion": app.assertion(url)})
+    assert refresh.status_code == 200
+    assert requests.get(world.url("Patient"), headers=bearer(refresh.json())).status_code == 200

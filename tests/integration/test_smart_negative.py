@@ -70,6 +70,13 @@ def test_bad_aud_gives_no_code(world: SmartServer) -> None:
         assert "aud" in params["error_description"]
 
 
+def test_state_is_required(world: SmartServer) -> None:
+    cid, _ = world.register()
+    params = callback_params(Browser(world).authorize(
+        world.authorize_url(cid, "user/Patient.rs", pkce()[1], state=""), "doc"))
+    assert params["error"] == "invalid_request" and "code" not in params
+
+
 def test_redirect_uri_must_match_exactly(world: SmartServer) -> None:
     cid, _ = world.register(redirect_uris=("http://127.0.0.1:1/callback",))
     for uri in ("http://127.0.0.1:1/callback/", "http://127.0.0.1:1/evil",
