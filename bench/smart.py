@@ -1,5 +1,6 @@
 """Benchmark the SMART layer in one run on one database: read by id with a bearer token against
-the same read with `--no-auth` (before and after it), and the token endpoint's grants/s
+the same read with `--no-auth` (two servers side by side, measured in alternating short slices so
+that other work on the machine falls on both alike), and the token endpoint's grants/s
 (SMART Backend Services: client_credentials with a fresh RS384 assertion per request, each
 verified, its jti recorded and a token stored). Driven by wrk; figures in bench/README.md.
 
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,7 +95,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--wrk-threads", type=int, default=2)
-    ap.add_argument("--read-seconds", type=int, default=15)
+    ap.add_argument("--read-seconds", type=int, default=5, help="length of one A/B slice")
+    ap.add_argument("--slices", type=int, default=6, help="A/B slice pairs")
     ap.add_argument("--token-seconds", type=int, default=10)
     ap.add_argument("--assertions", type=int, default=8000,
                     help="pre-signed assertions for the token phase (each is used once)")
@@ -142,48 +145,62 @@ def main() -> int:
                   f"{out['server_cpu_us_per_req']} us/req, others {cpu['others_pct']:.0f}%",
                   file=sys.stderr)
 
-        for run_no, auth in enumerate((False, True, False)):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            with server(db_url, port, args.workers, extra, work / f"serve-{run_no}.log",
-                        auth=auth) as proc:
-                pids = process_tree(proc.pid)
-                requests.get(f"{url}/fhir/Patient?_count=1")  # warm the registries
-                if not auth:
-                    phase(f"read_noauth_{run_no}", url, read_lua, args.read_seconds, pids)
-                    continue
-                token_url = f"{url}/auth/token"
-                tok = requests.post(token_url, data={
-                    "grant_type": "client_credentials", "scope": "system/*.rs",
-                    "client_assertion_type": ASSERTION,
-                    "client_assertion": assertion(key, client_id, token_url, "bench")}).json()
-                bearer_lua = work / "read-bearer.lua"
-                bearer_lua.write_text(read_script(paths, tok["access_token"]))
-                phase("read_bearer", url, bearer_lua, args.read_seconds, pids)
-                started = time.perf_counter()
-                bodies = [
-                    "grant_type=client_credentials&scope=system%2F*.rs"
-                    f"&client_assertion_type={requests.utils.quote(ASSERTION, safe='')}"
-                    f"&client_assertion={assertion(key, client_id, token_url, 'bench')}"
-                    for _ in range(args.assertions)]
-                print(f"signed {len(bodies)} assertions in "
-                      f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
-                token_lua = work / "token.lua"
-                token_lua.write_text(token_script(bodies, args.wrk_threads))
-                phase("token", url, token_lua, args.token_seconds, pids)
-    noauth = (results["read_noauth_0"]["req_s"] + results["read_noauth_2"]["req_s"]) / 2
-    bearer = results["read_bearer"]["req_s"]
+        port_a, port_b = free_port(), free_port()
+        url_a, url_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+        with server(db_url, port_a, args.workers, extra, work / "serve-open.log") as open_proc, \
+                server(db_url, port_b, args.workers, extra, work / "serve-auth.log",
+                       auth=True) as auth_proc:
+            pids_a, pids_b = process_tree(open_proc.pid), process_tree(auth_proc.pid)
+            for url in (url_a, url_b):
+                requests.get(f"{url}/fhir/metadata")
+            token_url = f"{url_b}/auth/token"
+            tok = requests.post(token_url, data={
+                "grant_type": "client_credentials", "scope": "system/*.rs",
+                "client_assertion_type": ASSERTION,
+                "client_assertion": assertion(key, client_id, token_url, "bench")}).json()
+            bearer_lua = work / "read-bearer.lua"
+            bearer_lua.write_text(read_script(paths, tok["access_token"]))
+            # A/B in alternating slices (ABBA...), so that other work on the machine falls on
+            # both alike; the medians are compared
+            for i in range(args.slices):
+                order = [("open", url_a, read_lua, pids_a), ("bearer", url_b, bearer_lua, pids_b)]
+                if i % 2:
+                    order.reverse()
+                for name, url, script, pids in order:
+                    phase(f"read_{name}_{i}", url, script, args.read_seconds, pids)
+            started = time.perf_counter()
+            bodies = [
+                "grant_type=client_credentials&scope=system%2F*.rs"
+                f"&client_assertion_type={requests.utils.quote(ASSERTION, safe='')}"
+                f"&client_assertion={assertion(key, client_id, token_url, 'bench')}"
+                for _ in range(args.assertions)]
+            print(f"signed {len(bodies)} assertions in {time.perf_counter() - started:.1f} s",
+                  file=sys.stderr)
+            token_lua = work / "token.lua"
+            token_lua.write_text(token_script(bodies, args.wrk_threads))
+            phase("token", url_b, token_lua, args.token_seconds, pids_b)
+    def median(kind: str, key: str) -> float:
+        return float(statistics.median(results[f"read_{kind}_{i}"][key]
+                                       for i in range(args.slices)))
+
+    noauth, bearer = median("open", "req_s"), median("bearer", "req_s")
+    cpu_open, cpu_bearer = (median("open", "server_cpu_us_per_req"),
+                            median("bearer", "server_cpu_us_per_req"))
+    p99_bearer = median("bearer", "p99_ms")
     tk = results["token"]
     grants = (tk["requests"] - tk["non_2xx"]) / max(args.token_seconds, 1)
     results["summary"] = {"read_noauth_req_s": noauth, "read_bearer_req_s": bearer,
-                          "ratio": round(bearer / noauth, 3), "grants_s": round(grants, 1)}
+                          "ratio": round(bearer / noauth, 3), "grants_s": round(grants, 1),
+                          "cpu_us_open": cpu_open, "cpu_us_bearer": cpu_bearer,
+                          "p99_ms_bearer": p99_bearer}
     name = RESULTS / f"smart-{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     name.write_text(json.dumps(results, indent=2))
-    print(f"\nread by id --no-auth: {noauth:.0f} req/s (two runs: "
-          f"{results['read_noauth_0']['req_s']:.0f}, {results['read_noauth_2']['req_s']:.0f})")
+    print(f"\nread by id --no-auth: {noauth:.0f} req/s, server CPU {cpu_open:.0f} us/req "
+          f"(median of {args.slices} slices of {args.read_seconds} s)")
     print(f"read by id, bearer:   {bearer:.0f} req/s = {bearer / noauth:.0%} of --no-auth "
-          f"(target >= {RATIO_TARGET:.0%} with audit), p99 {results['read_bearer']['p99_ms']} "
-          f"ms (target < {P99_TARGET} ms with audit)")
+          f"(target >= {RATIO_TARGET:.0%} with audit), server CPU {cpu_bearer:.0f} us/req "
+          f"({cpu_open / cpu_bearer:.0%} of the CPU cost), p99 {p99_bearer} ms "
+          f"(target < {P99_TARGET} ms with audit)")
     print(f"token endpoint:       {grants:.0f} grants/s (target >= {TOKEN_TARGET}), "
           f"p50 {tk['p50_ms']} ms, p99 {tk['p99_ms']} ms, non-2xx {tk['non_2xx']} of "
           f"{tk['requests']}")
