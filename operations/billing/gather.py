@@ -319,6 +319,9 @@ def _established(ctx: Context, tx: StoreTx, facts_patient: str, encounter: dict[
     for enc in prior:
         if enc.get("id") == encounter.get("id") or enc.get("status") in _NOT_SERVICES:
             continue
+        began = str((enc.get("period") or {}).get("start", ""))[:10]
+        if not began or not since.isoformat() <= began <= dos.isoformat():
+            continue  # an open period matches the date search; the service began earlier
         keys = []
         for p in enc.get("participant", []):
             k = ref_key(p.get("individual"))

@@ -98,7 +98,7 @@ def visit(client: FlaskClient, enc_id: str, *, start: str = "2026-03-10T09:00:00
     if dx:
         enc["reasonCode"] = [{"coding": [{"system": ICD, "code": dx}]}]
     enc.update(extra)
-    return put(client, enc)
+    return put(client, {k: v for k, v in enc.items() if v is not None})
 
 
 def params(**values: Any) -> str:
