@@ -754,3 +754,35 @@ def test_virtual_service_channel_decides_the_modality(client: FlaskClient) -> No
                        "code": "AMB"}})
     r = submit(client, "inperson")
     assert r.status_code == 422 and "not a telehealth visit" in diagnostics(r)
+
+
+def test_concurrent_submissions_make_one_claim(app: Any, server: Any) -> None:
+    """Two clients submit the same visit at the same moment over real sockets: both get the
+    one Claim (submissions of an Encounter are serialised)."""
+    import threading
+
+    client = app.test_client()
+    practice(client)
+    _established(client)
+    visit(client, "race", location="clinic", minutes=25)
+    from tests.integration.billing_data import params
+
+    barrier = threading.Barrier(4)
+    answers: list[Any] = []
+
+    def go() -> None:
+        barrier.wait()
+        r = server.http.post(server.url("Encounter/race/$submit-claim"), data=params(),
+                             headers=H)
+        answers.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [status for status, _ in answers] == [200] * 4
+    ids = {tuple(p["resource"]["id"] for p in body["parameter"]) for _, body in answers}
+    assert len(ids) == 1
+    total = client.get("/fhir/Claim?encounter=Encounter/race").json["total"]
+    assert total == 2  # the professional and the facility claim, once
