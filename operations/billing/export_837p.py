@@ -248,9 +248,7 @@ def build(ctx: Context, claim: dict[str, Any]) -> Claim837:
     pcn = next((i["value"] for i in claim.get("identifier", [])
                 if i.get("system") == CLAIM_ID_SYSTEM), claim["id"].replace("-", ""))
     return Claim837(
-        submitter_id=submitter_id,
-        submitter_name=billing_name.last if billing_name.entity == "2"
-        else f"{billing_name.first} {billing_name.last}".strip(),
+        submitter_id=submitter_id, submitter=billing_name,
         contact_name=billing_name.last, contact_phone=phone, contact_email=email,
         receiver_id=receiver_id,
         receiver_name=str(x12.get("payerName") or payer.get("name") or "PAYER"),

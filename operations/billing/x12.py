@@ -56,7 +56,7 @@ class Claim837:
     """Everything one 837P claim needs, already checked (operations.billing.codes)."""
 
     submitter_id: str
-    submitter_name: str
+    submitter: Name
     contact_name: str
     contact_phone: str | None
     contact_email: str | None
@@ -132,7 +132,7 @@ def write_837p(c: Claim837, control_number: int, when: datetime, usage: str) -> 
         segment("ST", "837", "0001", "005010X222A1"),
         segment("BHT", "0019", "00", clean(c.reference or c.patient_control_number, 50),
                 when.strftime("%Y%m%d"), when.strftime("%H%M"), "CH"),
-        _name("41", Name("2", c.submitter_name), "46", clean(c.submitter_id, 80)),
+        _name("41", c.submitter, "46", clean(c.submitter_id, 80)),
     ]
     contact = ["PER", "IC", clean(c.contact_name, 60)]
     if c.contact_phone:

@@ -25,7 +25,7 @@ WHEN = datetime(2026, 3, 11, 8, 5, tzinfo=UTC)
 
 def _claim(**changes: object) -> Claim837:
     c = Claim837(
-        submitter_id="1234567893", submitter_name="William Osler", contact_name="Osler",
+        submitter_id="1234567893", submitter=Name("1", "Osler", "William"), contact_name="Osler",
         contact_phone="2175550100", contact_email=None, receiver_id="12502",
         receiver_name="MEDICARE PART B", billing=Name("1", "Osler", "William"),
         billing_npi="1234567893",
