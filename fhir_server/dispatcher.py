@@ -93,11 +93,13 @@ def _with_form_params(req: FhirRequest) -> FhirRequest:
 
 
 def own_media(resp: FhirResponse) -> bool:
-    """Whether `resp` is a non-FHIR body that carries its own Content-Type (an operation such
+    """Whether `resp` is a non-JSON body that carries its own Content-Type (an operation such
     as `$export-837p` answering `application/edi-x12`): it is sent as it is, never
     re-serialised or given the negotiated FHIR media type. Errors are always FHIR
     OperationOutcomes (https://hl7.org/fhir/R4/operations.html#response)."""
-    return resp.resource is None and resp.raw is not None and "Content-Type" in resp.headers
+    ctype = resp.headers.get("Content-Type")
+    return resp.resource is None and resp.raw is not None and ctype is not None and \
+        "json" not in ctype.split(";")[0]
 
 
 def render(req: FhirRequest, resp: FhirResponse) -> bytes:

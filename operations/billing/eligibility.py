@@ -230,7 +230,9 @@ def _after_create(ctx: Context, tx: StoreTx, stored: StoredResource) -> None:
 
 
 def install(ctx: Context) -> None:
-    """Plugin entry point: the create hook for CoverageEligibilityRequest."""
+    """Plugin entry point: the create hook for CoverageEligibilityRequest. The payer tables are
+    read (and checked) here, so that a bad table stops the server at start, naming the file."""
+    load_tables(tuple(ctx.config.billing_tables))
     ctx.hooks.register("after_create", _after_create)
 
 

@@ -283,7 +283,9 @@ def _own_icn(ctx: Context, claim_id: str) -> str | None:
     return None
 
 
-@operation("OperationDefinition-Claim-export-837p", affects_state=False, needs=("Claim.r",))
+@operation("OperationDefinition-Claim-export-837p", affects_state=False,
+           needs=("Claim.r", "ClaimResponse.r", "Patient.r", "Coverage.r", "Organization.r",
+                  "Practitioner.r"))
 def export_837p(call: OperationCall) -> FhirResponse:
     """The Claim as an X12 837P interchange."""
     assert call.res_type and call.res_id

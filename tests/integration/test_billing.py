@@ -786,3 +786,12 @@ def test_concurrent_submissions_make_one_claim(app: Any, server: Any) -> None:
     assert len(ids) == 1
     total = client.get("/fhir/Claim?encounter=Encounter/race").json["total"]
     assert total == 2  # the professional and the facility claim, once
+
+
+def test_a_bad_table_stops_the_server_naming_it(store: ResourceStore, db_url: str,
+                                                tmp_path: Path) -> None:
+    from operations.billing.tables import TableError
+
+    (tmp_path / "acme-fees.json").write_text('{"kind": "fees", "payer": "acme"')
+    with pytest.raises(TableError, match="acme-fees.json"):
+        create_app(Config(db_url=db_url, billing_tables=(str(tmp_path),)), store=store)
