@@ -795,3 +795,28 @@ def test_a_bad_table_stops_the_server_naming_it(store: ResourceStore, db_url: st
     (tmp_path / "acme-fees.json").write_text('{"kind": "fees", "payer": "acme"')
     with pytest.raises(TableError, match="acme-fees.json"):
         create_app(Config(db_url=db_url, billing_tables=(str(tmp_path),)), store=store)
+
+
+def test_fhirpy_submits_a_claim_and_reads_it_back(app: Any, server: Any) -> None:
+    """fhirpy, a third-party client, invokes the operation on a live server and finds the
+    stored Claim and ClaimResponse by search; a refusal reaches it as an OperationOutcome."""
+    from fhirpy import SyncFHIRClient
+    from fhirpy.base.exceptions import OperationOutcome
+
+    client = app.test_client()
+    practice(client)
+    _established(client)
+    visit(client, "fp", minutes=25)
+    fhir = SyncFHIRClient(server.base)
+    out = fhir.resource("Encounter", id="fp").execute(
+        "$submit-claim", method="post", data={"resourceType": "Parameters"})
+    claim = next(p["resource"] for p in out["parameter"] if p["name"] == "claim")
+    found = fhir.resources("Claim").search(encounter="Encounter/fp", status="active").fetch()
+    assert [c.id for c in found] == [claim["id"]]
+    [response] = fhir.resources("ClaimResponse").search(request=f"Claim/{claim['id']}").fetch()
+    assert response["outcome"] == "complete"
+    visit(client, "fp2", status="in-progress")
+    with pytest.raises(OperationOutcome) as err:
+        fhir.resource("Encounter", id="fp2").execute(
+            "$submit-claim", method="post", data={"resourceType": "Parameters"})
+    assert "in-progress" in str(err.value)
