@@ -156,17 +156,34 @@ def test_fhirpy_transaction_execute(server: LiveServer) -> None:
     assert client.resources("Patient").search(family="Tx").count() == 1
 
 
-def test_fhirpy_patch_is_not_json_patch(server: LiveServer) -> None:
-    """Known incompatibility: fhirpy's patch() sends a partial resource as `application/json`
-    (merge-patch style), which FHIR R4 does not define; the server supports JSON Patch only and
-    correctly answers 415 (https://hl7.org/fhir/R4/http.html#patch), nothing is changed."""
+def test_fhirpy_patch(server: LiveServer) -> None:
+    """fhirpy's patch() sends a partial resource as `application/json`, taken as a JSON Merge
+    Patch (RFC 7396): the named elements change, null removes one, the rest stays; a
+    conditional patch (searchset.patch) patches the one match, 412 for several, 404 for none.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     client = SyncFHIRClient(server.base)
-    pat = client.resource("Patient", name=[{"family": "P"}])
+    pat = client.resource("Patient", name=[{"family": "P"}], active=True,
+                          identifier=[{"system": SYS, "value": "fp-patch"}],
+                          managingOrganization={"reference": "Organization/x"})
     pat.save()
-    with pytest.raises(OperationOutcome) as info:
-        client.patch("Patient", pat.id, gender="male")
-    assert "415" in str(info.value) or "json-patch" in str(info.value)
-    assert client.get("Patient", pat.id)["meta"]["versionId"] == "1"
+    out = client.patch("Patient", pat.id, gender="male", managingOrganization=None)
+    assert out["gender"] == "male" and out["active"] is True and out["name"] == [{"family": "P"}]
+    assert "managingOrganization" not in out and out["meta"]["versionId"] == "2"
+    pat.patch(birthDate="1970-01-01")
+    assert client.get("Patient", pat.id)["birthDate"] == "1970-01-01"
+    search = client.resources("Patient").search(identifier=f"{SYS}|fp-patch")
+    patched = search.patch(active=False)
+    assert patched.id == pat.id and patched["active"] is False
+    assert patched["meta"]["versionId"] == "4"
+    with pytest.raises(OperationOutcome) as info:  # 422: the result would be invalid
+        client.patch("Patient", pat.id, gender="sometimes")
+    assert "Patient.gender" in str(info.value)
+    client.resource("Patient", identifier=[{"system": SYS, "value": "fp-patch"}]).save()
+    with pytest.raises(MultipleResourcesFound):
+        search.patch(active=True)
+    with pytest.raises(ResourceNotFound):
+        client.resources("Patient").search(identifier=f"{SYS}|none").patch(active=True)
+    assert client.get("Patient", pat.id)["meta"]["versionId"] == "4"
 
 
 # -- fhirclient (SMART on FHIR python client) ------------------------------------------------
