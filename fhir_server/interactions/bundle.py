@@ -17,7 +17,7 @@ import orjson
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.conditional import matching_ids
-from fhir_server.interactions.create import new_id
+from fhir_server.interactions.create import create_criteria, new_id
 from fhir_server.interactions.update import check_no_match_target
 from fhir_server.negotiation import FHIR_JSON, check_body_type
 from fhir_server.patching.formats import patch_of_resource
@@ -271,11 +271,12 @@ def _assign_ids(ctx: Context, tx: StoreTx, entries: list[_Entry]) -> dict[str, s
     for e in entries:
         res_type = e.path.split("/")[0]
         if e.method == "POST":
-            cond = e.headers.get("if-none-exist")
+            cond = create_criteria(e.query, e.headers.get("if-none-exist"))
             if cond:
                 ids = matching_ids(ctx, tx, res_type, cond)
                 if len(ids) > 1:
-                    raise _fail(e.index, f"ifNoneExist '{cond}' matches {len(ids)} resources",
+                    raise _fail(e.index, f"the conditional create criteria '{cond}' match "
+                                         f"{len(ids)} resources",
                                 status=412, code="multiple-matches")
                 if ids:
                     e.existing_id = ids[0]

@@ -95,14 +95,16 @@ def test_fhirpy_conditional_create_and_update(server: LiveServer) -> None:
     assert again.id == first.id and again["meta"]["versionId"] == "1"
     search = client.resources("Patient").search(identifier=f"{SYS}|fp-cond")
     assert search.count() == 1
-    # Known incompatibility: fhirpy's get_or_create() puts the criteria in the URL
-    # (POST Patient?identifier=...), an Aidbox convention that R4 does not define (R4 conditional
-    # create uses If-None-Exist, https://hl7.org/fhir/R4/http.html#ccreate). The server refuses
-    # it with 400 rather than ignoring the criteria and silently creating a duplicate.
-    with pytest.raises(OperationOutcome) as info:
-        search.get_or_create(body())
-    assert "If-None-Exist" in str(info.value)
-    assert search.count() == 1
+    # get_or_create() puts the criteria in the URL (POST Patient?identifier=...): the server
+    # takes them as If-None-Exist (https://hl7.org/fhir/R4/http.html#ccreate)
+    found, created = search.get_or_create(body())
+    assert not created and found.id == first.id and found["meta"]["versionId"] == "1"
+    other = client.resources("Patient").search(identifier=f"{SYS}|fp-goc")
+    made, created = other.get_or_create(client.resource(
+        "Patient", identifier=[{"system": SYS, "value": "fp-goc"}]))
+    assert created and made.id != first.id
+    assert other.get_or_create(client.resource("Patient"))[0].id == made.id
+    assert search.count() == 1 and other.count() == 1
 
     upd_body = client.resource("Patient", identifier=[{"system": SYS, "value": "fp-upd"}],
                                name=[{"family": "V1"}])
@@ -119,6 +121,8 @@ def test_fhirpy_conditional_create_and_update(server: LiveServer) -> None:
         body().save()
     with pytest.raises(MultipleResourcesFound):
         search.update(body())
+    with pytest.raises(MultipleResourcesFound):
+        search.get_or_create(body())
     assert search.count() == 2
     _, status = client.resources("Patient").search(identifier=f"{SYS}|fp-upd").delete()
     assert status in (200, 204)
