@@ -27,7 +27,9 @@ from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 
 from media.options import MODES, PASSTHROUGH, TRANSCODE
 
@@ -208,11 +210,46 @@ class FrameTap:
         return self._idle.get(*args, **kwargs)
 
 
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, releasing a frame as soon as it is complete.
+
+    aiortc's buffer knows a frame is complete only when the first packet of the next frame
+    arrives, which holds every frame back one frame interval (67 ms at 15 fps) at each hop. An
+    RTP video frame is complete when its packets are contiguous up to the one with the marker
+    bit (RFC 7741 section 4.1 for VP8); an Opus packet is a frame of its own (RFC 7587). A
+    relay forwards frames, so releasing them at once removes that hop's delay; gaps and
+    reordering are still handled by the base class."""
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        origin = self._origin
+        if origin is None:
+            return None
+        first = self._packets[origin % self._capacity]
+        if first is None:
+            return None
+        packets: list[RtpPacket] = []
+        for count in range(self._capacity):
+            packet = self._packets[(origin + count) % self._capacity]
+            if packet is None or packet.timestamp != first.timestamp:
+                break
+            packets.append(packet)
+            if packet.marker or not self._is_video:
+                frame = JitterFrame(data=b"".join(x._data for x in packets),  # type: ignore
+                                    timestamp=first.timestamp)
+                self.remove(count + 1)
+                return frame
+        return super()._remove_frame(sequence_number)
+
+
 def tap_receiver(receiver: RTCRtpReceiver, source: Source) -> None:
     """Route `receiver`'s encoded frames to `source` without decoding. Must run after
     setRemoteDescription created the receiver and before the connection starts it."""
-    tap = FrameTap(receiver.track.kind, lambda p: source.push(p, receiver))
+    kind = receiver.track.kind
+    tap = FrameTap(kind, lambda p: source.push(p, receiver))
     receiver._RTCRtpReceiver__decoder_queue = tap  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__jitter_buffer = (  # type: ignore[attr-defined]
+        MarkerJitterBuffer(capacity=512, is_video=True) if kind == "video"
+        else MarkerJitterBuffer(capacity=16, prefetch=0))
 
 
 def forward_keyframe_requests(sender: RTCRtpSender, track: RelayTrack) -> None:
