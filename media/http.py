@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from media.rooms import LiveRoom, SignalingError
-from media.visit_store import Grant, LinkRefused
+from operations.visits.rooms import Grant, LinkRefused
 
 log = logging.getLogger("telefhir.media")
 

@@ -26,7 +26,7 @@ from aiortc import (
 )
 
 from media.relay import PASSTHROUGH, Source, forward_keyframe_requests, tap_receiver
-from media.visit_store import Grant
+from operations.visits.rooms import Grant
 
 log = logging.getLogger("telefhir.media")
 

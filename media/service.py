@@ -1,7 +1,7 @@
 """The media service process: an asyncio event loop of its own (never inside a WSGI worker)
 running the WebRTC peers, the relay and the WHIP/WHEP HTTP interface.
 
-Rooms are opened by `$start-visit` in the store (media.visit_store); this process takes a room
+Rooms are opened by `$start-visit` in the store (operations.visits.rooms); this process takes a room
 up on the first request with a valid token for it, records joins and leaves in the store, and
 closes a room's connections within a second of `$end-visit` closing it in the store (it polls
 the rooms it hosts). Store calls run in a thread so they never block the media loop."""
@@ -19,13 +19,13 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from fhir_server.store.base import ResourceStore
-from media import visit_store
 from media.http import MediaHttp, ice_link_headers
 from media.options import BASE_PATH, MediaConfig
 from media.ports import use_port_range
 from media.relay import MODES
 from media.rooms import LiveRoom
-from media.visit_store import Grant
+from operations.visits import rooms as visit_rooms
+from operations.visits.rooms import Grant
 
 log = logging.getLogger("telefhir.media")
 
@@ -51,7 +51,7 @@ class MediaService:
             return fn(tx, *args)
 
     async def verify(self, token: str) -> Grant:
-        grant: Grant = await self._db(visit_store.verify_token, self.store, token)
+        grant: Grant = await self._db(visit_rooms.verify_token, self.store, token)
         return grant
 
     async def room(self, room_id: str) -> LiveRoom | None:
@@ -62,7 +62,7 @@ class MediaService:
         async with self._room_lock:
             live = self.rooms.get(room_id)
             if live is None:
-                stored = await self._db(visit_store.get_room, self.store, room_id)
+                stored = await self._db(visit_rooms.get_room, self.store, room_id)
                 if stored is None or not stored.open:
                     return None
                 live = LiveRoom(room_id, stored.capacity, self.config.mode, self._ice,
@@ -71,7 +71,7 @@ class MediaService:
         return live
 
     def _presence(self, room: str, participant: str, joined: bool) -> None:
-        fn = visit_store.record_join if joined else visit_store.record_leave
+        fn = visit_rooms.record_join if joined else visit_rooms.record_leave
         loop = asyncio.get_running_loop()
         loop.run_in_executor(None, self._write, fn, room, participant)
 
@@ -82,7 +82,7 @@ class MediaService:
             if not live:
                 continue
             try:
-                ended = await self._db(visit_store.closed_rooms, self.store, live)
+                ended = await self._db(visit_rooms.closed_rooms, self.store, live)
             except Exception:  # a store hiccup must not stop the poller
                 log.exception("could not poll for closed rooms")
                 continue
@@ -116,7 +116,7 @@ def run(config: MediaConfig, sock: socket.socket | None = None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = open_store(config.db_url)
-    store.ensure_tables(visit_store.ddl(store))
+    store.ensure_tables(visit_rooms.ddl(store))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     if config.udp_ports is not None:

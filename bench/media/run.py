@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.harness import BIN, free_port, server  # noqa: E402
 from fhir_server.app import open_store  # noqa: E402
-from media import visit_store  # noqa: E402
-from media.visit_store import Grant  # noqa: E402
+from operations.visits import rooms as visit_rooms  # noqa: E402
+from operations.visits.rooms import Grant  # noqa: E402
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -93,14 +93,14 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="telefhir-media-bench-"))
     db_url = f"sqlite:///{work / 'bench.db'}"
     store = open_store(db_url)
-    store.ensure_tables(visit_store.ddl(store))
+    store.ensure_tables(visit_rooms.ddl(store))
     media_port = free_port()
     media = f"http://127.0.0.1:{media_port}/media"
     visits = []
     with store.transaction() as tx:
         for i in range(args.visits):
-            room = visit_store.open_room(tx, f"Encounter/bench-{i}", media, 2).room
-            tokens = {p: visit_store.issue_token(tx, Grant(room, p, f"Patient/{p}{i}", p), 3600)
+            room = visit_rooms.open_room(tx, f"Encounter/bench-{i}", media, 2).room
+            tokens = {p: visit_rooms.issue_token(tx, Grant(room, p, f"Patient/{p}{i}", p), 3600)
                       for p in ("a", "b")}
             visits.append({"room": room, "tokens": tokens})
     store.close()

@@ -1,6 +1,6 @@
 """The media service as a real process: two aiortc peers join a room over WHIP/WHEP with media
 tokens and each receives the other's picture; every refusal of the contract; both relay modes,
-on both backends. (Rooms and tokens are made here with media.visit_store; `$start-visit`
+on both backends. (Rooms and tokens are made here with operations.visits.rooms; `$start-visit`
 makes them for real users.)"""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import requests
 
 from fhir_server.app import open_store
 from fhir_server.store.base import ResourceStore
-from media import visit_store
-from media.visit_store import Grant
+from operations.visits import rooms as visit_rooms
+from operations.visits.rooms import Grant
 from tests.integration.webrtc_peer import Peer, near, wait_for
 
 RED, BLUE = (200, 30, 30), (30, 60, 200)
@@ -42,12 +42,12 @@ class Media:
 
     def room(self, capacity: int = 2, encounter: str = "Encounter/e1") -> str:
         with self.store.transaction() as tx:
-            return visit_store.open_room(tx, encounter, self.base, capacity).room
+            return visit_rooms.open_room(tx, encounter, self.base, capacity).room
 
     def token(self, room: str, participant: str, role: str = "patient",
               ttl_s: int = 600) -> str:
         with self.store.transaction() as tx:
-            return visit_store.issue_token(
+            return visit_rooms.issue_token(
                 tx, Grant(room, participant, f"Patient/{participant}", role), ttl_s)
 
     def peer(self, http: aiohttp.ClientSession, room: str, token: str,
@@ -59,7 +59,7 @@ class Media:
 @pytest.fixture(params=["passthrough", "transcode"])
 def media(request: pytest.FixtureRequest, db_url: str) -> Iterator[Media]:
     store = open_store(db_url)
-    store.ensure_tables(visit_store.ddl(store))
+    store.ensure_tables(visit_rooms.ddl(store))
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server.cli", "media", "serve", "--db", db_url,
@@ -120,7 +120,7 @@ def test_two_peers_see_each_other(media: Media) -> None:
                 await b.close()
 
     _run(visit())
-    stays = visit_store.presence(media.store, room)
+    stays = visit_rooms.presence(media.store, room)
     assert {p for p, _, _ in stays} == {"a", "b"}
 
 
@@ -151,7 +151,7 @@ def test_rejoin_after_a_drop(media: Media) -> None:
                 await b.close()
 
     _run(visit())
-    stays = [s for s in visit_store.presence(media.store, room) if s[0] == "a"]
+    stays = [s for s in visit_rooms.presence(media.store, room) if s[0] == "a"]
     assert len(stays) == 2 and stays[0][2] is not None
 
 
@@ -213,7 +213,7 @@ def test_room_full_and_closed(media: Media) -> None:
                 resp = await c.publish()
                 assert resp.status == 403 and "full" in resp.body_text  # type: ignore[attr-defined]
                 with media.store.transaction() as tx:
-                    visit_store.close_room(tx, room)
+                    visit_rooms.close_room(tx, room)
                 assert await wait_for(lambda: "closed" in events, timeout=10)
                 assert await wait_for(lambda: all(pc.connectionState == "closed" or
                                                   pc.connectionState == "failed"
@@ -227,7 +227,7 @@ def test_room_full_and_closed(media: Media) -> None:
             assert events[0] == "state" and "joined" in events
 
     _run(visit())
-    assert all(left is not None for _, _, left in visit_store.presence(media.store, room))
+    assert all(left is not None for _, _, left in visit_rooms.presence(media.store, room))
 
 
 def test_sigterm_stops_the_service(media: Media) -> None:

@@ -243,3 +243,11 @@ def presence(q: Queryable, room: str) -> list[tuple[str, int, int | None]]:
     rows = q.query("SELECT participant, joined_us, left_us FROM media_presence WHERE room = ? "
                    "ORDER BY joined_us, pk", (room,))
     return [(str(p), int(j), None if left is None else int(left)) for p, j, left in rows]
+
+
+def participants(q: Queryable, room: str) -> dict[str, tuple[str, str]]:
+    """participant id -> (reference, role) of everyone given a link or token for the room."""
+    rows = q.query("SELECT participant, reference, role FROM media_links WHERE room = ? "
+                   "UNION SELECT participant, reference, role FROM media_tokens WHERE room = ?",
+                   (room, room))
+    return {str(p): (str(ref), str(role)) for p, ref, role in rows}

@@ -1,0 +1,12 @@
+"""Plugin entry point of telehealth visits: the room tables, and Encounter.statusHistory kept
+on every write."""
+
+from __future__ import annotations
+
+from fhir_server.context import Context
+from operations.visits import rooms, status_history
+
+
+def install(ctx: Context) -> None:
+    ctx.store.ensure_tables(rooms.ddl(ctx.store))
+    status_history.install(ctx)
