@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_PLUGINS = ("operations.registry", "operations.billing.eligibility")
+DEFAULT_PLUGINS = ("operations.registry", "operations.billing.eligibility",
+                   "operations.visits.plugin", "smart_apps.video.plugin")
 """Modules whose `install(ctx)` wires their hooks and registries into each server context, in
 order (the composition root imports them by name, so fhir_server imports none of them)."""
 

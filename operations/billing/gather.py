@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
@@ -98,12 +99,32 @@ def _instant(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else None
 
 
-def date_of_service(encounter: dict[str, Any]) -> date:
-    """The date of service: the date of Encounter.period.start as written (its own offset)."""
+TIMEZONE_EXT = "http://hl7.org/fhir/StructureDefinition/timezone"
+
+
+def _zone(resource: dict[str, Any] | None) -> ZoneInfo | None:
+    for ext in (resource or {}).get("extension", []):
+        if ext.get("url") == TIMEZONE_EXT and isinstance(ext.get("valueCode"), str):
+            try:
+                return ZoneInfo(ext["valueCode"])
+            except (ZoneInfoNotFoundError, ValueError):
+                return None
+    return None
+
+
+def date_of_service(encounter: dict[str, Any], *others: dict[str, Any] | None) -> date:
+    """The date of service: the date of Encounter.period.start in the time zone named by the
+    standard `timezone` extension (IANA code) of the Encounter or of `others` (the patient's
+    Location, the Patient), else as written with its own offset (a server that stores UTC
+    instants needs the extension for visits near midnight)."""
     start = (encounter.get("period") or {}).get("start")
     if not isinstance(start, str) or len(start) < 10:
         raise unprocessable("The Encounter has no period.start: the date of service is unknown",
                             "Encounter.period.start")
+    zone = next((z for z in (_zone(r) for r in (encounter, *others)) if z), None)
+    instant = _instant(start)
+    if zone is not None and instant is not None:
+        return instant.astimezone(zone).date()
     return date.fromisoformat(start[:10])
 
 
@@ -132,6 +153,8 @@ def _channel(encounter: dict[str, Any]) -> tuple[bool, tuple[str | None, str | N
         if ext.get("url") != VIRTUAL_SERVICE:
             continue
         virtual = True
+        if isinstance(ext.get("valueCoding"), dict):  # the plain-value form
+            channel = (ext["valueCoding"].get("system"), ext["valueCoding"].get("code"))
         for part in ext.get("extension", []):
             if part.get("url") == "channelType" and isinstance(part.get("valueCoding"), dict):
                 c = part["valueCoding"]
@@ -370,7 +393,20 @@ def gather(ctx: Context, tx: StoreTx, tables: Tables, enc_key: str,
     patient = read(tx, patient_ref)
     if patient is None:
         raise unprocessable(f"The patient {patient_ref} is not known", "Encounter.subject")
-    dos = date_of_service(encounter)
+    location_ref, location = None, None
+    for loc in encounter.get("location", []):
+        key = ref_key(loc.get("location"), base_url)
+        body = read(tx, key) if key else None
+        if body is not None:
+            location_ref, location = key, body
+            break
+    site_org = None
+    if location is not None:
+        org_key = ref_key(location.get("managingOrganization"), base_url)
+        org = read(tx, org_key) if org_key else None
+        if org_key and org is not None:
+            site_org = Party(org_key, org, npi_of(org))
+    dos = date_of_service(encounter, location, patient)
     given_dx = params.get("diagnosis") or []
     diagnoses = _diagnoses(ctx, tx, given_dx, encounter, enc_key)
     if not diagnoses:
@@ -396,19 +432,6 @@ def gather(ctx: Context, tx: StoreTx, tables: Tables, enc_key: str,
     if fees is None:
         raise unprocessable(f"No fee table of payer '{rules.payer}' covers {dos.year} (date of "
                             f"service {dos.isoformat()}); load one", "Encounter.period.start")
-    location_ref, location = None, None
-    for loc in encounter.get("location", []):
-        key = ref_key(loc.get("location"), base_url)
-        body = read(tx, key) if key else None
-        if body is not None:
-            location_ref, location = key, body
-            break
-    site_org = None
-    if location is not None:
-        org_key = ref_key(location.get("managingOrganization"), base_url)
-        org = read(tx, org_key) if org_key else None
-        if org_key and org is not None:
-            site_org = Party(org_key, org, npi_of(org))
     virtual, channel = _channel(encounter)
     em = rules.get("evaluationAndManagement") or {}
     procedure = params.get("procedure")

@@ -42,6 +42,12 @@ def _coding_in(codings: list[tuple[str | None, str | None]], wanted: list[dict[s
 def place_of(facts: VisitFacts, rules: RuleTable) -> tuple[str, dict[str, Any]]:
     """("home" | "elsewhere", the table's POS entry for it)."""
     pos = rules.get("placeOfService")
+    if facts.location is None and pos.get("unknownLocation", "elsewhere") == "refuse":
+        raise unprocessable(f"Where the patient was during {facts.encounter_ref or 'the visit'} "
+                            "is not recorded (Encounter.location): the place of service, home "
+                            f"(POS {pos['home']['code']}) or elsewhere (POS "
+                            f"{pos['elsewhere']['code']}), cannot be decided",
+                            "Encounter.location")
     at_home = _coding_in(location_types(facts.location), pos.get("homeLocationTypes", []))
     place = "home" if at_home else "elsewhere"
     return place, pos[place]

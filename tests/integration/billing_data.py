@@ -76,7 +76,7 @@ def practice(client: FlaskClient, **coverage: Any) -> None:
 
 def visit(client: FlaskClient, enc_id: str, *, start: str = "2026-03-10T09:00:00-06:00",
           minutes: int = 25, location: str | None = "home", status: str = "finished",
-          channel: str | None = "video", dx: str | None = "E11.9",
+          channel: str | None = "audio-video", dx: str | None = "E11.9",
           **extra: Any) -> dict[str, Any]:
     """A finished virtual visit of Patient/pat with Practitioner/doc."""
     enc: dict[str, Any] = {

@@ -153,6 +153,18 @@ def test_patient_at_home_is_pos_10_with_95_and_no_facility_claim(client: FlaskCl
     assert find(segs, "SBR")[0][9] == "MB"
 
 
+def test_the_date_of_service_is_local_to_the_visit(client: FlaskClient) -> None:
+    """7.30 pm in Chicago is the next day in UTC: the timezone extension decides."""
+    practice(client)
+    _established(client)
+    visit(client, "tz", start="2026-03-11T01:30:00Z", minutes=25, extension=[{
+        "url": "http://hl7.org/fhir/StructureDefinition/timezone",
+        "valueCode": "America/Chicago"}])
+    claims, _ = outputs(submit(client, "tz"))
+    assert claims[0]["item"][0]["servicedDate"] == "2026-03-10"
+    assert find(_export(client, claims[0]["id"]), "DTP", "472")[0][3] == "20260310"
+
+
 def test_part_b_pays_80_percent_after_the_deductible(client: FlaskClient) -> None:
     practice(client)
     _established(client)
@@ -248,14 +260,14 @@ def test_patient_at_a_site_that_is_not_an_originating_site_gets_no_facility_clai
 def test_audio_only_at_home_is_modifier_93(client: FlaskClient) -> None:
     practice(client)
     _established(client)
-    visit(client, "a1", channel="audio", minutes=25)
+    visit(client, "a1", channel="audio-only", minutes=25)
     claims, responses = outputs(submit(client, "a1"))
     item = claims[0]["item"][0]
     assert _mods(item) == ["93"] and _pos(item) == "10"
     assert "denialreason" not in json.dumps(responses[0])
     assert find(_export(client, claims[0]["id"]), "SV1")[0][1] == "HC:99213:93"
     # the modality parameter overrides the channel
-    visit(client, "a2", channel="video", minutes=25)
+    visit(client, "a2", channel="audio-video", minutes=25)
     claims, _ = outputs(submit(client, "a2", modality="audio-only"))
     assert _mods(claims[0]["item"][0]) == ["93"]
 
@@ -263,7 +275,7 @@ def test_audio_only_at_home_is_modifier_93(client: FlaskClient) -> None:
 def test_audio_only_is_refused_where_it_is_not_allowed(client: FlaskClient) -> None:
     practice(client)
     _established(client)
-    visit(client, "a3", channel="audio", location="clinic", minutes=25)
+    visit(client, "a3", channel="audio-only", location="clinic", minutes=25)
     r = submit(client, "a3")
     assert r.status_code == 422
     text = diagnostics(r)
@@ -279,7 +291,7 @@ def test_rhc_or_fqhc_billing_reports_fq_instead_of_93(client: FlaskClient) -> No
                  "type": [{"coding": [{"system": "http://nucc.org/provider-taxonomy",
                                        "code": "261QF0400X"}]}],
                  "identifier": [{"system": NPI, "value": npi("155555555")}]})
-    visit(client, "fq", channel="audio", minutes=25)
+    visit(client, "fq", channel="audio-only", minutes=25)
     claims, _ = outputs(submit(client, "fq", provider="Organization/fqhc"))
     assert _mods(claims[0]["item"][0]) == ["FQ"]
     assert claims[0]["provider"]["reference"] == "Organization/fqhc"
@@ -394,13 +406,13 @@ def test_after_2027_home_is_an_originating_site_only_for_mental_health(
     assert adjudication(response, "benefit") == 0
     assert response["disposition"].startswith("Denied")
     # mental health at home stays allowed, audio-only too
-    visit(bclient, "f2", start="2028-01-05T09:00:00-06:00", channel="audio", dx="F32.1")
+    visit(bclient, "f2", start="2028-01-05T09:00:00-06:00", channel="audio-only", dx="F32.1")
     claims, [response] = outputs(submit(bclient, "f2", procedure="90834"))
     assert _mods(claims[0]["item"][0]) == ["93"]
     assert "denialreason" not in json.dumps(response)
     _export(bclient, claims[0]["id"])
     # audio-only for a service that is not mental health is no longer covered
-    visit(bclient, "f3", start="2028-01-06T09:00:00-06:00", channel="audio", minutes=25)
+    visit(bclient, "f3", start="2028-01-06T09:00:00-06:00", channel="audio-only", minutes=25)
     _, [response] = outputs(submit(bclient, "f3"))
     assert "CARC 58" in response["disposition"]
     # the same visit on 2027-12-31 is still under the flexibilities... but no 2027 fee table
@@ -746,7 +758,7 @@ def test_virtual_service_channel_decides_the_modality(client: FlaskClient) -> No
     practice(client)
     _established(client)
     visit(client, "ch", channel=None, minutes=25, extension=[{"url": VS, "extension": [
-        {"url": "channelType", "valueCoding": {"system": CHANNEL, "code": "phone"}}]}])
+        {"url": "channelType", "valueCoding": {"system": CHANNEL, "code": "audio-only"}}]}])
     claims, _ = outputs(submit(client, "ch"))
     assert _mods(claims[0]["item"][0]) == ["93"]
     visit(client, "inperson", channel=None, minutes=25,
@@ -754,6 +766,20 @@ def test_virtual_service_channel_decides_the_modality(client: FlaskClient) -> No
                        "code": "AMB"}})
     r = submit(client, "inperson")
     assert r.status_code == 422 and "not a telehealth visit" in diagnostics(r)
+    # the plain-value form of the extension, with an HL7 example channel type
+    visit(client, "plain", channel=None, minutes=25, extension=[{"url": VS, "valueCoding": {
+        "system": "http://hl7.org/fhir/virtual-service-type", "code": "zoom"}}])
+    claims, _ = outputs(submit(client, "plain"))
+    assert _mods(claims[0]["item"][0]) == ["95"]
+
+
+def test_a_visit_without_the_patients_location_is_refused(client: FlaskClient) -> None:
+    practice(client)
+    _established(client)
+    visit(client, "nowhere", location=None, minutes=25)
+    r = submit(client, "nowhere")
+    assert r.status_code == 422 and "POS 10" in diagnostics(r)
+    assert r.json["issue"][0]["expression"] == ["Encounter.location"]
 
 
 def test_concurrent_submissions_make_one_claim(app: Any, server: Any) -> None:
@@ -820,3 +846,47 @@ def test_fhirpy_submits_a_claim_and_reads_it_back(app: Any, server: Any) -> None
         fhir.resource("Encounter", id="fp2").execute(
             "$submit-claim", method="post", data={"resourceType": "Parameters"})
     assert "in-progress" in str(err.value)
+
+
+def test_from_appointment_through_the_video_visit_to_the_837p(client: FlaskClient) -> None:
+    """The README's worked example with the real visit operations: $start-visit, $end-visit,
+    the patient's location and reason added, $submit-claim, $export-837p."""
+    from datetime import UTC, datetime, timedelta
+
+    practice(client)
+    _established(client)
+    now = datetime.now(UTC)
+    appointment = {
+        "resourceType": "Appointment", "id": "appt", "status": "booked",
+        "extension": [{"url": "http://hl7.org/fhir/5.0/StructureDefinition/"
+                              "extension-Appointment.virtualService",
+                       "extension": [{"url": "channelType", "valueCoding": {
+                           "system": CHANNEL, "code": "audio-video"}}]}],
+        "start": (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": (now + timedelta(minutes=35)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "participant": [{"actor": {"reference": "Patient/pat"}, "status": "accepted"},
+                        {"actor": {"reference": "Practitioner/doc"}, "status": "accepted"}]}
+    put(client, appointment)
+    empty = json.dumps({"resourceType": "Parameters"})
+    r = client.post("/fhir/Appointment/appt/$start-visit", headers=H, data=empty)
+    assert r.status_code == 200, r.json
+    enc = next(p["valueReference"]["reference"] for p in r.json["parameter"]
+               if p["name"] == "encounter")
+    assert client.post(f"/fhir/{enc}/$end-visit", headers=H, data=empty).status_code == 200
+    r = submit(client, enc.split("/")[1], procedure="99213")
+    assert r.status_code == 422 and r.json["issue"][0]["expression"] == ["diagnosis"]
+    r = submit(client, enc.split("/")[1], procedure="99213", diagnosis=["E11.9"])
+    assert r.status_code == 422 and r.json["issue"][0]["expression"] == ["Encounter.location"]
+    r = client.patch(f"/fhir/{enc}", headers={"Content-Type": "application/json-patch+json"},
+                     data=json.dumps([
+                         {"op": "add", "path": "/location",
+                          "value": [{"location": {"reference": "Location/clinic"}}]},
+                         {"op": "add", "path": "/reasonCode", "value": [
+                             {"coding": [{"system": ICD, "code": "E11.9"}]}]}]))
+    assert r.status_code == 200, r.json
+    claims, responses = outputs(submit(client, enc.split("/")[1], procedure="99213"))
+    assert [_code(c["item"][0]) for c in claims] == ["99213", "Q3014"]
+    assert _mods(claims[0]["item"][0]) == ["95"] and _pos(claims[0]["item"][0]) == "02"
+    assert all(r["outcome"] == "complete" for r in responses)
+    for claim in claims:
+        _export(client, claim["id"])
