@@ -39,8 +39,18 @@ class Dispatcher:
         """Answer `req`; never raises."""
         media = FHIR_JSON
         try:
-            media = response_type(req)
+            unacceptable: FhirError | None = None
+            try:
+                media = response_type(req)
+            except FhirError as err:
+                # A read-only request whose Accept names no FHIR format may still be answered
+                # by an operation with a body of its own (Claim/$export-837p gives X12).
+                if err.status != 406 or req.method not in ("GET", "HEAD"):
+                    raise
+                unacceptable = err
             resp = self._handle(req)
+            if unacceptable is not None and not own_media(resp):
+                raise unacceptable
         except FhirError as err:
             resp = FhirResponse(err.status, resource=err.outcome(), headers=dict(err.headers))
         except Exception:
@@ -52,7 +62,7 @@ class Dispatcher:
                            "completed and nothing was written")]
                 ),
             )
-        if resp.raw is not None or resp.resource is not None:
+        if (resp.raw is not None or resp.resource is not None) and not own_media(resp):
             resp.headers["Content-Type"] = f"{media}; charset=utf-8"
         try:
             self.ctx.hooks.run("before_response", self.ctx, req, resp)
@@ -85,12 +95,22 @@ def _with_form_params(req: FhirRequest) -> FhirRequest:
     return replace(req, query=[*req.query, *extra], body=b"", restrictions={})
 
 
+def own_media(resp: FhirResponse) -> bool:
+    """Whether `resp` is a non-JSON body that carries its own Content-Type (an operation such
+    as `$export-837p` answering `application/edi-x12`): it is sent as it is, never
+    re-serialised or given the negotiated FHIR media type. Errors are always FHIR
+    OperationOutcomes (https://hl7.org/fhir/R4/operations.html#response)."""
+    ctype = resp.headers.get("Content-Type")
+    return resp.resource is None and resp.raw is not None and ctype is not None and \
+        "json" not in ctype.split(";")[0]
+
+
 def render(req: FhirRequest, resp: FhirResponse) -> bytes:
-    """The response body bytes (empty for HEAD and bodiless answers); _pretty indents."""
+    """The response body bytes (empty for HEAD and bodiless answers); _pretty indents JSON."""
     if req.method == "HEAD":
         return b""
     if resp.raw is not None:
-        if pretty(req):
+        if pretty(req) and not own_media(resp):
             return orjson.dumps(orjson.loads(resp.raw), option=orjson.OPT_INDENT_2)
         return resp.raw
     if resp.resource is not None:

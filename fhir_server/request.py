@@ -54,7 +54,9 @@ class FhirRequest:
 @dataclass
 class FhirResponse:
     """What to answer. `resource` is a JSON-able dict; `raw` is pre-serialised JSON bytes
-    (stored bodies are served as they are); at most one of them is set."""
+    (stored bodies are served as they are); at most one of them is set. A `raw` body with a
+    non-JSON `Content-Type` header of its own is not FHIR (an operation's X12 or PDF answer)
+    and is sent as it is (fhir_server.dispatcher.own_media)."""
 
     status: int
     resource: dict[str, Any] | None = None
