@@ -1,0 +1,314 @@
+"""XML -> JSON for R4 resources (https://hl7.org/fhir/R4/xml.html to
+https://hl7.org/fhir/R4/json.html), driven by the per-type tables of `resources.xml_tables`.
+
+The body is parsed by lxml with entity expansion, DTD loading and network access off and no
+huge-tree mode; a document with a DOCTYPE is refused outright (no XXE, no entity expansion
+"billion laughs"). The tree must match the R4 definitions: elements in the FHIR namespace and in
+definition order, known names, a repeating element only where the definition allows it, no text
+outside the narrative, `value`/`id`/`url` attributes only where FHIR has them, booleans,
+integers and decimals in their lexical forms. Anything else is an `XmlParseError` naming the
+element at fault. Decimals keep their digits (`1.50` stays `1.50` in the JSON text).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from typing import Any
+
+import orjson
+from lxml import etree
+
+from resources.xml_tables import (
+    COMPLEX,
+    DECIMAL_RE,
+    FHIR_NS,
+    INTEGER_RE,
+    PRIMITIVE,
+    RESOURCE,
+    V_BOOLEAN,
+    V_DECIMAL,
+    V_INTEGER,
+    XHTML_NS,
+    Slot,
+    Table,
+    tables,
+)
+
+_FHIR = "{" + FHIR_NS + "}"
+_DIV = "{" + XHTML_NS + "}div"
+_XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+MAX_DEPTH = 200  # elements deep; lxml's own limit without huge_tree is 256
+
+
+class XmlParseError(ValueError):
+    """The body is not FHIR XML: `path` names where (FHIRPath-like, "" for the document)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.message = message
+        self.path = path
+
+
+_local = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    """One parser per thread (lxml parsers are not shared across threads)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,  # no entity expansion (billion laughs, XXE)
+            load_dtd=False,  # no external DTD
+            dtd_validation=False,
+            no_network=True,  # nothing fetched, ever
+            huge_tree=False,  # libxml2's limits on depth and text size stay on
+            remove_comments=True,  # comments are not content
+            remove_pis=True,
+            collect_ids=False,
+            strip_cdata=True,
+        )
+        _local.parser = parser
+    return parser
+
+
+def _blank(text: str | None) -> bool:
+    return text is None or not text.strip()
+
+
+class _Reader:
+    __slots__ = ("depth",)
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def resource(self, el: Any, path: str) -> dict[str, Any]:
+        tag = el.tag
+        if type(tag) is not str or not tag.startswith(_FHIR):
+            raise XmlParseError(f"<{_show(tag)}> is not a FHIR resource: a resource is an "
+                                f"element named by its type in the namespace {FHIR_NS}", path)
+        rtype = tag[len(_FHIR):]
+        table = tables().resources.get(rtype)
+        if table is None:
+            raise XmlParseError(f"'{rtype}' is not an R4 resource type", path)
+        for name in el.attrib:
+            if not name.startswith(_XSI):
+                raise XmlParseError(f"a resource element has no attribute '{_show(name)}'",
+                                    path or rtype)
+        out: dict[str, Any] = {"resourceType": rtype}
+        self.children(el, table, out, path or rtype)
+        return out
+
+    def children(self, el: Any, table: Table, out: dict[str, Any], path: str) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise XmlParseError("the XML is nested too deeply", path)
+        if not _blank(el.text):
+            raise XmlParseError("text is not allowed here; values go in value attributes",
+                                path)
+        slots = table.slots
+        last: Slot | None = None
+        group: list[Any] = []
+        for child in el:
+            if not _blank(child.tail):
+                raise XmlParseError("text is not allowed here; values go in value "
+                                    "attributes", path)
+            tag = child.tag
+            if type(tag) is not str:
+                raise XmlParseError("unexpected XML content (an entity reference?)", path)
+            if tag.startswith(_FHIR):
+                slot = slots.get(tag[len(_FHIR):])
+            elif tag == _DIV:
+                slot = slots.get("div")
+            else:
+                slot = None
+            if slot is None:
+                raise XmlParseError(f"unknown element <{_show(tag)}>", path)
+            if last is not None and slot is not last:
+                if slot.order < last.order:
+                    raise XmlParseError(
+                        f"<{slot.name}> must come before <{last.name}> (elements appear in "
+                        "the order of their definition)", path)
+                if slot.order == last.order:
+                    raise XmlParseError(
+                        f"<{slot.name}> and <{last.name}> are two types of one choice "
+                        "element; only one is allowed", path)
+                self.slot(last, group, out, path)
+                group = []
+            elif last is slot and not slot.is_array:
+                raise XmlParseError(f"<{slot.name}> may appear only once", path)
+            last = slot
+            group.append(child)
+        if last is not None:
+            self.slot(last, group, out, path)
+        self.depth -= 1
+
+    def slot(self, slot: Slot, elements: list[Any], out: dict[str, Any], path: str) -> None:
+        """The JSON of one element's occurrences (consecutive siblings of one name)."""
+        name = slot.name
+        kind = slot.kind
+        many = slot.is_array
+        if kind == PRIMITIVE:
+            values: list[Any] = []
+            extras: list[Any] = []
+            for i, child in enumerate(elements):
+                where = f"{path}.{name}[{i}]" if many else f"{path}.{name}"
+                value, extra = self.primitive(slot, child, where)
+                values.append(value)
+                extras.append(extra)
+            if any(v is not None for v in values):
+                out[name] = values if many else values[0]
+            if any(x is not None for x in extras):
+                out[slot.extra] = extras if many else extras[0]
+        elif kind == COMPLEX:
+            table = slot.table
+            assert table is not None
+            items = [self.complex(child, table, f"{path}.{name}[{i}]" if many
+                                  else f"{path}.{name}") for i, child in enumerate(elements)]
+            out[name] = items if many else items[0]
+        elif kind == RESOURCE:
+            items = []
+            for i, child in enumerate(elements):
+                where = f"{path}.{name}[{i}]" if many else f"{path}.{name}"
+                if child.attrib:
+                    raise XmlParseError("this element takes no attributes", where)
+                if not _blank(child.text):
+                    raise XmlParseError("text is not allowed here", where)
+                inner = list(child)
+                if len(inner) != 1:
+                    raise XmlParseError(f"<{name}> holds exactly one resource, not "
+                                        f"{len(inner)} elements", where)
+                if not _blank(inner[0].tail):
+                    raise XmlParseError("text is not allowed here", where)
+                self.depth += 1
+                items.append(self.resource(inner[0], where))
+                self.depth -= 1
+            out[name] = items if many else items[0]
+        else:  # XHTML
+            out[name] = xhtml(elements[0], f"{path}.{name}")
+
+    def primitive(self, slot: Slot, el: Any, path: str) -> tuple[Any, Any]:
+        value: Any = None
+        ident: str | None = None
+        for attr, text in el.attrib.items():
+            if attr == "value":
+                value = _typed(slot.value_kind, text, path)
+            elif attr == "id":
+                ident = text
+            elif not attr.startswith(_XSI):
+                raise XmlParseError(f"a primitive element has no attribute '{_show(attr)}'",
+                                    path)
+        extra: dict[str, Any] | None = None
+        if ident is not None:
+            extra = {"id": ident}
+        if len(el):
+            holder: dict[str, Any] = {}
+            self.children(el, _primitive_children(), holder, path)
+            if holder:
+                extra = extra or {}
+                extra.update(holder)
+        elif not _blank(el.text):
+            raise XmlParseError("text is not allowed here; the value goes in the value "
+                                "attribute", path)
+        if value is None and extra is None:
+            raise XmlParseError("an element must have a value attribute, an id or "
+                                "extensions (ele-1)", path)
+        return value, extra
+
+    def complex(self, el: Any, table: Table, path: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attr, text in el.attrib.items():
+            if attr == "id" or (attr == "url" and table.is_extension):
+                out[attr] = text
+            elif attr == "value":
+                raise XmlParseError("this element is not a primitive: it has no value "
+                                    "attribute", path)
+            elif not attr.startswith(_XSI):
+                raise XmlParseError(f"this element has no attribute '{_show(attr)}'", path)
+        self.children(el, table, out, path)
+        if not out:
+            raise XmlParseError("an element must have children or an id (ele-1)", path)
+        return out
+
+
+def _typed(kind: int, text: str, path: str) -> Any:
+    """A value attribute as its JSON value (https://hl7.org/fhir/R4/json.html#primitive)."""
+    if kind == V_BOOLEAN:
+        if text == "true":
+            return True
+        if text == "false":
+            return False
+        raise XmlParseError(f"'{text}' is not a boolean (true or false)", path)
+    if kind == V_INTEGER:
+        if INTEGER_RE.fullmatch(text) is None:
+            raise XmlParseError(f"'{text}' is not an integer", path)
+        return int(text)
+    if kind == V_DECIMAL:
+        if DECIMAL_RE.fullmatch(text) is None:
+            raise XmlParseError(f"'{text}' is not a decimal", path)
+        return orjson.Fragment(text.encode("ascii"))  # the digits as written
+    return text
+
+
+_QUOTE_IN_TEXT = re.compile(r">[^<]*\"[^<]*<")
+
+
+def xhtml(el: Any, path: str) -> str:
+    """The narrative div as the JSON string (https://hl7.org/fhir/R4/narrative.html#xhtml):
+    serialised with only the namespace declarations it uses, and `"` in text written as
+    `&quot;` as the FHIR reference serialiser (which wrote the official examples) does."""
+    if el.attrib.get("value") is not None and len(el) == 0 and _blank(el.text):
+        raise XmlParseError("the narrative div is XHTML content, not a value attribute", path)
+    if el.nsmap != {None: XHTML_NS}:
+        el = copy.deepcopy(el)  # drops the ancestors' namespace declarations it does not use
+        el.tail = None
+    text = etree.tostring(el, encoding="unicode", with_tail=False)
+    if '"' in text:
+        text = _QUOTE_IN_TEXT.sub(lambda m: m.group().replace('"', "&quot;"), text)
+    return text
+
+
+_PRIMITIVE_CHILDREN: Table | None = None
+
+
+def _primitive_children() -> Table:
+    """What a primitive element may hold: extensions."""
+    global _PRIMITIVE_CHILDREN
+    if _PRIMITIVE_CHILDREN is None:
+        ext = tables().resources["Basic"].slots["extension"]
+        holder = Table("Element")
+        holder.slots["extension"] = ext
+        _PRIMITIVE_CHILDREN = holder
+    return _PRIMITIVE_CHILDREN
+
+
+def _show(tag: object) -> str:
+    if type(tag) is not str:
+        return str(tag)
+    if tag.startswith(_FHIR):
+        return tag[len(_FHIR):]
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return f"{local} (namespace {ns})"
+    return tag
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """The resource of an XML body as a JSON-ready dict (decimals as `orjson.Fragment`)."""
+    if not body.strip():
+        raise XmlParseError("the body is empty; a resource is required")
+    try:
+        root = etree.fromstring(body, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise XmlParseError(f"the body is not well-formed XML: {exc}") from exc
+    except ValueError as exc:  # e.g. a unicode string with an encoding declaration
+        raise XmlParseError(f"the body cannot be parsed as XML: {exc}") from exc
+    if root.getroottree().docinfo.doctype:
+        raise XmlParseError("a DOCTYPE is not allowed in FHIR XML (no DTDs, no entities)")
+    return _Reader().resource(root, "")
+
+
+def xml_to_json(body: bytes) -> bytes:
+    """FHIR XML bytes as FHIR JSON bytes."""
+    return orjson.dumps(parse(body))
