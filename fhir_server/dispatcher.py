@@ -1,6 +1,7 @@
 """The framework-free front door: FhirRequest in, FhirResponse out.
 
-Routes (https://hl7.org/fhir/R4/http.html), negotiates the format, runs the
+Routes (https://hl7.org/fhir/R4/http.html), negotiates the format (JSON or XML: an XML body is
+read into JSON here and `render` writes XML answers, so interactions only see JSON), runs the
 request_received and before_response hooks and turns every failure into an
 OperationOutcome with its status; an unexpected exception is a 500 OperationOutcome,
 never a stack trace."""
@@ -16,8 +17,9 @@ import orjson
 
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.formats import json_request, render_xml
 from fhir_server.interactions.registry import interactions
-from fhir_server.negotiation import FHIR_JSON, pretty, response_type
+from fhir_server.negotiation import FHIR_JSON, body_is_xml, is_xml, pretty, response_type
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.routing import route
 
@@ -39,6 +41,8 @@ class Dispatcher:
         media = FHIR_JSON
         try:
             media = response_type(req)
+            if body_is_xml(req):
+                req = json_request(req)
             resp = self._handle(req)
         except FhirError as err:
             resp = FhirResponse(err.status, resource=err.outcome(), headers=dict(err.headers))
@@ -56,7 +60,8 @@ class Dispatcher:
         try:
             self.ctx.hooks.run("before_response", self.ctx, req, resp)
         except FhirError as err:
-            resp = FhirResponse(err.status, resource=err.outcome())
+            resp = FhirResponse(err.status, resource=err.outcome(), headers=dict(err.headers))
+            resp.headers["Content-Type"] = f"{media}; charset=utf-8"
         return resp
 
     def _handle(self, req: FhirRequest) -> FhirResponse:
@@ -83,9 +88,15 @@ def _with_form_params(req: FhirRequest) -> FhirRequest:
 
 
 def render(req: FhirRequest, resp: FhirResponse) -> bytes:
-    """The response body bytes (empty for HEAD and bodiless answers); _pretty indents."""
+    """The response body bytes (empty for HEAD and bodiless answers) in the media type of its
+    Content-Type; _pretty indents. An answer XML cannot carry becomes an OperationOutcome
+    (`resp.status` and headers change: call this before reading them)."""
     if req.method == "HEAD":
         return b""
+    ctype = resp.headers.get("Content-Type")
+    if ctype and is_xml(ctype.split(";")[0]) and (resp.raw is not None or
+                                                  resp.resource is not None):
+        return render_xml(resp, pretty(req))
     if resp.raw is not None:
         if pretty(req):
             return orjson.dumps(orjson.loads(resp.raw), option=orjson.OPT_INDENT_2)

@@ -21,7 +21,16 @@ from typing import Any
 import orjson
 from lxml import etree
 
-from resources.xml_tables import COMPLEX, FHIR_NS, PRIMITIVE, RESOURCE, XHTML_NS, Slot, Table, tables
+from resources.xml_tables import (
+    COMPLEX,
+    FHIR_NS,
+    PRIMITIVE,
+    RESOURCE,
+    XHTML_NS,
+    Slot,
+    Table,
+    tables,
+)
 
 
 class XmlRenderError(ValueError):
@@ -123,7 +132,7 @@ class _Writer:
             raise XmlRenderError("a resource must be a JSON object", path)
         rtype = obj.get("resourceType")
         table = tables().resources.get(rtype) if type(rtype) is str else None
-        if table is None:
+        if table is None or type(rtype) is not str:
             raise XmlRenderError(f"unknown resourceType {rtype!r}", path)
         out = self.out
         if self.pretty and not root:
@@ -137,28 +146,27 @@ class _Writer:
     def children(self, obj: dict[str, Any], table: Table, path: str, depth: int) -> None:
         """The child elements of `obj`, in definition order."""
         keys = table.keys
-        slots = []
+        slots: list[Slot] = []
         last = -1
         in_order = True
         for key in obj:
-            slot = keys.get(key, False)
-            if slot is None:
+            found = keys.get(key, _UNKNOWN)
+            if found is None:
                 continue  # an attribute, or resourceType
-            if slot is False:
+            if found is _UNKNOWN:
                 raise XmlRenderError(f"unknown element '{key}'", path)
-            if slots and slots[-1] is slot:
+            if slots and slots[-1] is found:
                 continue  # name then _name
-            if slot.order < last:
+            if found.order < last:
                 in_order = False
-            last = slot.order
-            slots.append(slot)
+            last = found.order
+            slots.append(found)
         if not in_order:  # (a name and its _name apart are out of order too)
             slots = sorted({id(s): s for s in slots}.values(), key=_order)
         out = self.out
         pretty = self.pretty
         indent = "\n" + "  " * depth if pretty else ""
-        for slot in slots:  # type: ignore[assignment]
-            assert slot is not None
+        for slot in slots:
             name = slot.name
             kind = slot.kind
             value = obj.get(name)
@@ -253,6 +261,9 @@ class _Writer:
             out[at] = tag + "/>"
         else:
             out.append(indent + close_tag)
+
+
+_UNKNOWN = Slot("", -1, -1, False)  # what `Table.keys` gives for a key it does not know
 
 
 def _order(slot: Slot) -> int:

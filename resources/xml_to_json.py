@@ -30,6 +30,7 @@ from resources.xml_tables import (
     V_BOOLEAN,
     V_DECIMAL,
     V_INTEGER,
+    XHTML,
     XHTML_NS,
     Slot,
     Table,
@@ -119,25 +120,30 @@ class _Reader:
                 raise XmlParseError("unexpected XML content (an entity reference?)", path)
             if tag.startswith(_FHIR):
                 slot = slots.get(tag[len(_FHIR):])
+                if slot is not None and slot.kind == XHTML:
+                    raise XmlParseError(f"the narrative <div> must be in the XHTML namespace "
+                                        f"{XHTML_NS}", f"{path}.div")
             elif tag == _DIV:
                 slot = slots.get("div")
             else:
                 slot = None
             if slot is None:
-                raise XmlParseError(f"unknown element <{_show(tag)}>", path)
+                raise XmlParseError(f"unknown element <{_show(tag)}>",
+                                    f"{path}.{_local(tag)}")
             if last is not None and slot is not last:
                 if slot.order < last.order:
                     raise XmlParseError(
                         f"<{slot.name}> must come before <{last.name}> (elements appear in "
-                        "the order of their definition)", path)
+                        "the order of their definition)", f"{path}.{slot.name}")
                 if slot.order == last.order:
                     raise XmlParseError(
                         f"<{slot.name}> and <{last.name}> are two types of one choice "
-                        "element; only one is allowed", path)
+                        "element; only one is allowed", f"{path}.{slot.name}")
                 self.slot(last, group, out, path)
                 group = []
             elif last is slot and not slot.is_array:
-                raise XmlParseError(f"<{slot.name}> may appear only once", path)
+                raise XmlParseError(f"<{slot.name}> may appear only once",
+                                    f"{path}.{slot.name}")
             last = slot
             group.append(child)
         if last is not None:
@@ -283,6 +289,10 @@ def _primitive_children() -> Table:
     return _PRIMITIVE_CHILDREN
 
 
+def _local(tag: object) -> str:
+    return str(tag).rpartition("}")[2]
+
+
 def _show(tag: object) -> str:
     if type(tag) is not str:
         return str(tag)
@@ -298,6 +308,11 @@ def parse(body: bytes) -> dict[str, Any]:
     """The resource of an XML body as a JSON-ready dict (decimals as `orjson.Fragment`)."""
     if not body.strip():
         raise XmlParseError("the body is empty; a resource is required")
+    if b"\x00" in body[:4]:
+        raise XmlParseError("FHIR XML is UTF-8 (https://hl7.org/fhir/R4/http.html#mime-type)"
+                            "; UTF-16 and UTF-32 are not read")
+    if b"<!DOCTYPE" in body:  # refused before parsing: no DTD, no entity is ever declared
+        raise XmlParseError("a DOCTYPE is not allowed in FHIR XML (no DTDs, no entities)")
     try:
         root = etree.fromstring(body, _parser())
     except etree.XMLSyntaxError as exc:
