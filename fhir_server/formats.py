@@ -14,21 +14,27 @@ from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.negotiation import FHIR_JSON
 from fhir_server.request import FhirRequest, FhirResponse
 from resources.json_to_xml import XmlRenderError, json_to_xml, loads, to_xml
-from resources.xml_to_json import XmlParseError, xml_to_json
+from resources.xml_to_json import XmlParseError, parse
 
 log = logging.getLogger("telefhir")
 
 
 def json_request(req: FhirRequest) -> FhirRequest:
     """`req` with its FHIR XML body as FHIR JSON (Content-Type application/fhir+json);
-    400 with an OperationOutcome naming the element at fault when the body is not FHIR XML."""
+    400 with an OperationOutcome naming the element at fault when the body is not FHIR XML
+    (or, for a PATCH, not a Parameters resource: https://hl7.org/fhir/R4/fhirpatch.html)."""
     try:
-        body = xml_to_json(req.body)
+        resource = parse(req.body)
     except XmlParseError as exc:
         raise FhirError.of(400, "structure", f"The XML body is not a valid FHIR resource: "
                            f"{exc.message}", exc.path or None) from exc
     except RecursionError as exc:
         raise FhirError.of(400, "structure", "The XML body is nested too deeply") from exc
+    if req.method == "PATCH" and resource["resourceType"] != "Parameters":
+        raise FhirError.of(400, "not-supported", "An XML PATCH body must be a FHIRPath Patch "
+                           f"(a Parameters resource), not a {resource['resourceType']}; XML "
+                           "Patch is not offered")
+    body = orjson.dumps(resource)
     headers = dict(req.headers)
     headers["content-type"] = FHIR_JSON
     headers["content-length"] = str(len(body))
