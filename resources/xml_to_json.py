@@ -129,7 +129,7 @@ class _Reader:
                 slot = None
             if slot is None:
                 raise XmlParseError(f"unknown element <{_show(tag)}>",
-                                    f"{path}.{_local(tag)}")
+                                    f"{path}.{_local_name(tag)}")
             if last is not None and slot is not last:
                 if slot.order < last.order:
                     raise XmlParseError(
@@ -289,7 +289,7 @@ def _primitive_children() -> Table:
     return _PRIMITIVE_CHILDREN
 
 
-def _local(tag: object) -> str:
+def _local_name(tag: object) -> str:
     return str(tag).rpartition("}")[2]
 
 
