@@ -40,8 +40,10 @@ SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4-smart"
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
 INGEST_TARGET = {"sqlite": 1500, "postgresql": 1000}  # resources/s
 READ_TARGET, READ_P99_TARGET, RSS_TARGET = 8000, 20, 400  # req/s, ms, MB
+XML_READ_RATIO_TARGET = 0.5  # XML read req/s over JSON read req/s, same run
 
 
 # -- the server and its memory --------------------------------------------------------------
@@ -191,12 +193,12 @@ def lua_string(s: str) -> str:
     return json.dumps(s)  # JSON string escapes are valid Lua escapes for ASCII text
 
 
-def read_script(paths: list[str]) -> str:
-    """wrk script: GET a random existing resource per request."""
+def read_script(paths: list[str], accept: str = FHIR_JSON) -> str:
+    """wrk script: GET a random existing resource per request, asking for `accept`."""
     items = ",\n".join(lua_string(p) for p in paths)
     return (
         f"local paths = {{\n{items}\n}}\n"
-        'local headers = {["Accept"] = "application/fhir+json"}\n'
+        f'local headers = {{["Accept"] = "{accept}"}}\n'
         f"{WRK_SEED}"
         "request = function()\n"
         "  return wrk.format(\"GET\", paths[math.random(#paths)], headers)\n"
@@ -363,7 +365,8 @@ def main() -> int:
     ap.add_argument("--wait-quiet", type=float, default=600, metavar="SECONDS",
                     help="first wait up to this long for other work on the machine to stop "
                          "(0: do not wait)")
-    ap.add_argument("--profile", choices=["ingest", "read", "create"], action="append",
+    ap.add_argument("--profile", choices=["ingest", "read", "xml-read", "create"],
+                    action="append",
                     default=[], help="py-spy every worker during this phase (slows it down)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -428,6 +431,20 @@ def main() -> int:
                 per_request(read, load["read"])
                 results["read"] = read
 
+                # the same reads answered in XML (converted from the stored JSON each time)
+                xml_lua = work / "read-xml.lua"
+                xml_lua.write_text(read_script(paths, FHIR_XML))
+                cpu.split()
+                mem.phase = "xml-read"
+                with profiled("xml-read" in args.profile, proc.pid, "xml-read",
+                              args.read_seconds):
+                    xml_read = run_wrk(f"http://127.0.0.1:{port}", xml_lua, args.wrk_threads,
+                                       args.connections, args.read_seconds)
+                load["xml-read"] = cpu.split()
+                per_request(xml_read, load["xml-read"])
+                xml_read["ratio_to_json"] = round(xml_read["req_s"] / max(read["req_s"], 1), 3)
+                results["xml_read"] = xml_read
+
                 create_lua = work / "create.lua"
                 create_lua.write_text(create_script(ing.ids.get("Patient", [])))
                 cpu.split()
@@ -451,6 +468,7 @@ def main() -> int:
             }
 
     ing_r, rd, cr, memr = results["ingest"], results["read"], results["create"], results["memory"]
+    xr = results["xml_read"]
     rows = [
         ("ingest (28 Synthea tx, HTTP)", f"{ing_r['res_s']:.0f} res/s",
          f">= {INGEST_TARGET[args.backend]}", verdict(ing_r["res_s"], INGEST_TARGET[args.backend])),
@@ -460,6 +478,12 @@ def main() -> int:
          f"p99 < {READ_P99_TARGET} ms", verdict(rd["p99_ms"], READ_P99_TARGET, False)),
         ("read CPU/request server+db", f"{rd['server_cpu_us_per_req']} + "
          f"{rd['database_cpu_us_per_req']} us", "-", ""),
+        ("XML read by id (wrk)", f"{xr['req_s']:.0f} req/s = {100 * xr['ratio_to_json']:.0f}%",
+         f">= {100 * XML_READ_RATIO_TARGET:.0f}% JSON",
+         verdict(xr["ratio_to_json"], XML_READ_RATIO_TARGET)),
+        ("XML read p50 / p99", f"{xr['p50_ms']:.2f} / {xr['p99_ms']:.2f} ms", "-", ""),
+        ("XML read CPU/request server+db", f"{xr['server_cpu_us_per_req']} + "
+         f"{xr['database_cpu_us_per_req']} us", "-", ""),
         ("create (wrk)", f"{cr['req_s']:.0f} req/s", "-", ""),
         ("create p50 / p99", f"{cr['p50_ms']:.2f} / {cr['p99_ms']:.2f} ms", "-", ""),
         ("create CPU/request server+db", f"{cr['server_cpu_us_per_req']} + "
@@ -479,11 +503,11 @@ def main() -> int:
               f"{v['others_pct']:5.0f}")
     if any(v["others_pct"] > 10 for v in results["cpu"].values()):
         print("WARNING: other work competed for the CPU; these figures are not representative")
-    errs = rd["errors"] + cr["errors"]
+    errs = rd["errors"] + xr["errors"] + cr["errors"]
     if errs or ing_r["failures"]:
-        print(f"WARNING: read errors {rd['errors']}, create errors {cr['errors']}, "
-              f"ingest failures {len(ing_r['failures'])}")
-    for phase in ("read", "create"):
+        print(f"WARNING: read errors {rd['errors']}, XML read errors {xr['errors']}, create "
+              f"errors {cr['errors']}, ingest failures {len(ing_r['failures'])}")
+    for phase in ("read", "xml_read", "create"):
         results[phase].pop("raw", None)
     out = RESULTS / f"{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))

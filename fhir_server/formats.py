@@ -56,14 +56,15 @@ def render_xml(resp: FhirResponse, pretty: bool) -> bytes:
     saying so (`resp` is changed: 406 for a character, 500 otherwise)."""
     try:
         return xml_body(resp, pretty)
-    except XmlRenderError as exc:
+    except (XmlRenderError, ValueError, RecursionError) as exc:
         log.warning("cannot write %s as XML: %s", resp.headers.get("Content-Location", "a "
                     "response"), exc)
+        path = exc.path if isinstance(exc, XmlRenderError) else ""
         status = 406 if "XML 1.0" in str(exc) else 500
         outcome = operation_outcome([Issue(
             "error", "not-supported" if status == 406 else "exception",
             f"The answer cannot be written as XML: {exc}; ask for JSON (_format=json)",
-            (exc.path,) if exc.path else (),
+            (path,) if path else (),
         )])
         resp.status, resp.raw, resp.resource = status, None, outcome
         for name in ("ETag", "Last-Modified", "Location", "Content-Location"):

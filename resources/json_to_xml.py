@@ -19,14 +19,14 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from lxml import etree
 
+from resources.narrative import narrative_xml
+from resources.types import describe
 from resources.xml_tables import (
     COMPLEX,
     FHIR_NS,
     PRIMITIVE,
     RESOURCE,
-    XHTML_NS,
     Slot,
     Table,
     tables,
@@ -35,11 +35,25 @@ from resources.xml_tables import (
 
 class XmlRenderError(ValueError):
     """The JSON cannot be written as FHIR XML: an unknown element, a wrong JSON type, a
-    narrative that is not well-formed XHTML, or a character XML 1.0 cannot carry."""
+    narrative that is not well-formed XHTML, or a character XML 1.0 cannot carry. `path` names
+    the element (FHIRPath-like); it is built as the error travels up, so writing costs nothing
+    for it."""
 
-    def __init__(self, message: str, path: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
+    def __init__(self, message: str, *segments: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.segments = list(segments)  # innermost first
+
+    def within(self, segment: str) -> XmlRenderError:
+        self.segments.append(segment)
+        return self
+
+    @property
+    def path(self) -> str:
+        return ".".join(reversed(self.segments))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.segments else self.message
 
 
 class Number(str):
@@ -48,9 +62,13 @@ class Number(str):
     __slots__ = ()
 
 
+_DECODER = json.JSONDecoder(parse_float=Number)
+
+
 def loads(raw: bytes | str) -> Any:
-    """Parse JSON keeping each non-integer number's text (a `Number`)."""
-    return json.loads(raw, parse_float=Number)
+    """Parse JSON (UTF-8 bytes, as stored) keeping each non-integer number's text (a
+    `Number`)."""
+    return _DECODER.decode(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
 
 
 # Characters an XML attribute must escape, and those XML 1.0 cannot hold at all
@@ -63,28 +81,20 @@ _ATTR_ESCAPES = str.maketrans({
     "\t": "&#9;", "\n": "&#10;", "\r": "&#13;",
 })
 
-_DIV_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-    remove_comments=False, remove_pis=False,
-)
-_DIV_START = re.compile(r"\s*<div(?=[\s/>])")
-
-
-def _attr(value: str, path: str) -> str:
+def _attr(value: str) -> str:
     if _ATTR_SPECIAL.search(value) is None:
         return value
     bad = _NOT_XML.search(value)
     if bad is not None:
         raise XmlRenderError(
-            f"character U+{ord(bad.group()):04X} cannot be represented in XML 1.0", path
-        )
+            f"character U+{ord(bad.group()):04X} cannot be represented in XML 1.0")
     return value.translate(_ATTR_ESCAPES)
 
 
-def _value(value: object, path: str) -> str:
+def _value(value: object) -> str:
     kind = type(value)
     if kind is str:
-        return _attr(value, path)  # type: ignore[arg-type]
+        return _attr(value)  # type: ignore[arg-type]
     if kind is Number:
         return value  # type: ignore[return-value]
     if kind is bool:
@@ -93,33 +103,21 @@ def _value(value: object, path: str) -> str:
         return str(value)
     if kind is float:
         return orjson.dumps(value).decode()  # the text a JSON client is given
-    raise XmlRenderError(f"a primitive value cannot be {type(value).__name__}", path)
+    raise XmlRenderError(f"a primitive value cannot be {describe(value)}")
 
 
-@lru_cache(maxsize=2048)
-def narrative(div: str) -> str:
-    """The narrative div as XML to embed: the JSON string itself when it is a well-formed
-    XHTML div (https://hl7.org/fhir/R4/narrative.html#xhtml); a div without the XHTML
-    namespace declaration gets one. ValueError when it is not well-formed XML."""
-    if _DIV_START.match(div) is None:
-        raise ValueError("the narrative must be an XHTML <div> element")
-    if "<!" in div and re.search(r"<!(?:DOCTYPE|ENTITY)", div):
-        raise ValueError("the narrative may not declare a DOCTYPE or entities")
-    try:
-        root = etree.fromstring(div.encode("utf-8"), _DIV_PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise ValueError(f"the narrative is not well-formed XHTML: {exc}") from exc
-    if root.tag == "{" + XHTML_NS + "}div":
-        return div.strip()
-    if root.tag == "div" and root.prefix is None:
-        # no namespace anywhere in it: declare XHTML as the default on the div
-        fixed = _DIV_START.sub(f'<div xmlns="{XHTML_NS}"', div.strip(), count=1)
-        return fixed
-    raise ValueError(f"the narrative root must be an XHTML div, not {root.tag}")
+_INDENTS = ["\n" + "  " * depth for depth in range(64)]
+
+
+def _indent(pretty: bool, depth: int) -> str:
+    if not pretty:
+        return ""
+    return _INDENTS[depth] if depth < len(_INDENTS) else "\n" + "  " * depth
 
 
 class _Writer:
-    """Writes one resource tree to a list of strings."""
+    """Writes one resource tree to a list of strings (the hot path of every XML read: one
+    pass over the JSON keys, which are usually already in definition order)."""
 
     __slots__ = ("out", "pretty")
 
@@ -127,140 +125,157 @@ class _Writer:
         self.out: list[str] = []
         self.pretty = pretty
 
-    def resource(self, obj: object, path: str, depth: int, root: bool) -> None:
+    def resource(self, obj: object, depth: int, root: bool) -> None:
         if type(obj) is not dict:
-            raise XmlRenderError("a resource must be a JSON object", path)
+            raise XmlRenderError("a resource must be a JSON object")
         rtype = obj.get("resourceType")
         table = tables().resources.get(rtype) if type(rtype) is str else None
         if table is None or type(rtype) is not str:
-            raise XmlRenderError(f"unknown resourceType {rtype!r}", path)
+            raise XmlRenderError(f"unknown resourceType {rtype!r}")
         out = self.out
-        if self.pretty and not root:
-            out.append("\n" + "  " * depth)
-        out.append(f'<{rtype} xmlns="{FHIR_NS}">' if root else f"<{rtype}>")
-        self.children(obj, table, path or rtype, depth + 1)
-        if self.pretty:
-            out.append("\n" + "  " * depth)
-        out.append(f"</{rtype}>")
+        if not root:
+            out.append(f"{_indent(self.pretty, depth)}<{rtype}>")
+        else:
+            out.append(f'<{rtype} xmlns="{FHIR_NS}">')
+        try:
+            self.children(obj, table, depth + 1)
+        except XmlRenderError as exc:
+            raise exc.within(rtype) from None
+        out.append(f"{_indent(self.pretty, depth)}</{rtype}>")
 
-    def children(self, obj: dict[str, Any], table: Table, path: str, depth: int) -> None:
+    def children(self, obj: dict[str, Any], table: Table, depth: int) -> None:
         """The child elements of `obj`, in definition order."""
         keys = table.keys
-        slots: list[Slot] = []
-        last = -1
-        in_order = True
-        for key in obj:
-            found = keys.get(key, _UNKNOWN)
-            if found is None:
-                continue  # an attribute, or resourceType
-            if found is _UNKNOWN:
-                raise XmlRenderError(f"unknown element '{key}'", path)
-            if slots and slots[-1] is found:
-                continue  # name then _name
-            if found.order < last:
-                in_order = False
-            last = found.order
-            slots.append(found)
-        if not in_order:  # (a name and its _name apart are out of order too)
-            slots = sorted({id(s): s for s in slots}.values(), key=_order)
         out = self.out
-        pretty = self.pretty
-        indent = "\n" + "  " * depth if pretty else ""
-        for slot in slots:
-            name = slot.name
-            kind = slot.kind
-            value = obj.get(name)
+        start = len(out)
+        last = -1
+        prev = None
+        indent = _indent(self.pretty, depth)
+        for key in obj:
+            slot = keys.get(key, _UNKNOWN)
+            if slot is None or slot is prev:
+                continue  # an attribute or resourceType; `_name` after `name`
+            if slot is _UNKNOWN:
+                raise XmlRenderError(f"unknown element '{key}'", key)
+            if slot.order < last:  # keys out of definition order: start again, sorted
+                del out[start:]
+                self.sorted_children(obj, table, depth)
+                return
+            last = slot.order
+            prev = slot
+            self.slot(slot, obj, indent, depth)
+
+    def sorted_children(self, obj: dict[str, Any], table: Table, depth: int) -> None:
+        keys = table.keys
+        found: dict[int, Slot] = {}
+        for key in obj:
+            slot = keys.get(key, _UNKNOWN)
+            if slot is _UNKNOWN:
+                raise XmlRenderError(f"unknown element '{key}'", key)
+            if slot is not None:
+                found[id(slot)] = slot
+        indent = _indent(self.pretty, depth)
+        for slot in sorted(found.values(), key=_order):
+            self.slot(slot, obj, indent, depth)
+
+    def slot(self, slot: Slot, obj: dict[str, Any], indent: str, depth: int) -> None:
+        """Every occurrence of one element of `obj`."""
+        name = slot.name
+        value = obj.get(name)
+        kind = slot.kind
+        i = 0
+        try:
             if kind == PRIMITIVE:
                 extra = obj.get(slot.extra)
-                if slot.is_array:
-                    values = value if value is not None else []
-                    extras = extra if extra is not None else []
-                    if type(values) is not list or type(extras) is not list:
-                        raise XmlRenderError("an array is expected", f"{path}.{name}")
-                    for i in range(max(len(values), len(extras))):
-                        v = values[i] if i < len(values) else None
-                        x = extras[i] if i < len(extras) else None
-                        self.primitive(slot.open_tag, slot.close_tag, v, x,
-                                       f"{path}.{name}[{i}]", indent, depth)
-                else:
-                    self.primitive(slot.open_tag, slot.close_tag, value, extra,
-                                   f"{path}.{name}", indent, depth)
+                if not slot.is_array:
+                    if extra is None and type(value) is str:  # the common case, inline
+                        if _ATTR_SPECIAL.search(value) is not None:
+                            value = _attr(value)
+                        self.out.append(f'{indent}{slot.open_tag} value="{value}"/>')
+                    else:
+                        self.primitive(slot, value, extra, indent, depth)
+                    return
+                values = value if value is not None else []
+                extras = extra if extra is not None else []
+                if type(values) is not list or type(extras) is not list:
+                    raise XmlRenderError("an array is expected")
+                for i in range(max(len(values), len(extras))):
+                    self.primitive(slot, values[i] if i < len(values) else None,
+                                   extras[i] if i < len(extras) else None, indent, depth)
             elif kind == COMPLEX:
                 sub = slot.table
                 assert sub is not None
-                if slot.is_array:
-                    if type(value) is not list:
-                        raise XmlRenderError("an array is expected", f"{path}.{name}")
-                    for i, item in enumerate(value):
-                        self.complex(slot.open_tag, slot.close_tag, item, sub,
-                                     f"{path}.{name}[{i}]", indent, depth)
-                else:
-                    self.complex(slot.open_tag, slot.close_tag, value, sub, f"{path}.{name}",
-                                 indent, depth)
+                if not slot.is_array:
+                    self.complex(slot, value, sub, indent, depth)
+                    return
+                if type(value) is not list:
+                    raise XmlRenderError("an array is expected")
+                for i in range(len(value)):
+                    self.complex(slot, value[i], sub, indent, depth)
             elif kind == RESOURCE:
                 items = value if slot.is_array else [value]
                 if type(items) is not list:
-                    raise XmlRenderError("an array is expected", f"{path}.{name}")
-                for i, item in enumerate(items):
-                    where = f"{path}.{name}[{i}]" if slot.is_array else f"{path}.{name}"
-                    out.append(indent + slot.open_tag + ">")
-                    self.resource(item, where, depth + 1, False)
+                    raise XmlRenderError("an array is expected")
+                out = self.out
+                for i in range(len(items)):
+                    out.append(f"{indent}{slot.open_tag}>")
+                    self.resource(items[i], depth + 1, False)
                     out.append(indent + slot.close_tag)
             else:  # XHTML
                 if type(value) is not str:
-                    raise XmlRenderError("the narrative div must be a string", f"{path}.div")
+                    raise XmlRenderError("the narrative div must be a string")
                 try:
-                    out.append(indent + narrative(value))
+                    self.out.append(indent + narrative_xml(value))
                 except ValueError as exc:
-                    raise XmlRenderError(str(exc), f"{path}.div") from exc
+                    raise XmlRenderError(str(exc)) from exc
+        except XmlRenderError as exc:
+            raise exc.within(f"{name}[{i}]" if slot.is_array else name) from None
 
-    def primitive(self, open_tag: str, close_tag: str, value: object, extra: object,
-                  path: str, indent: str, depth: int) -> None:
+    def primitive(self, slot: Slot, value: object, extra: object, indent: str,
+                  depth: int) -> None:
         out = self.out
         if extra is None:
-            if value is None:
-                return
-            out.append(f'{indent}{open_tag} value="{_value(value, path)}"/>')
+            if value is not None:
+                out.append(f'{indent}{slot.open_tag} value="{_value(value)}"/>')
             return
         if type(extra) is not dict:
-            raise XmlRenderError("a primitive's id and extensions must be an object", path)
-        tag = indent + open_tag
+            raise XmlRenderError("a primitive's id and extensions must be an object")
+        tag = indent + slot.open_tag
         ident = extra.get("id")
         if ident is not None:
-            tag += f' id="{_value(ident, path + ".id")}"'
+            tag += f' id="{_value(ident)}"'
         if value is not None:
-            tag += f' value="{_value(value, path)}"'
-        ext = extra.get("extension")
+            tag += f' value="{_value(value)}"'
         for key in extra:
             if key not in ("id", "extension"):
-                raise XmlRenderError(f"unknown element '{key}' of a primitive", path)
+                raise XmlRenderError(f"unknown element '{key}' of a primitive")
+        ext = extra.get("extension")
         if not ext:
             out.append(tag + "/>")
             return
         out.append(tag + ">")
-        self.children({"extension": ext}, _extension_holder(), path, depth + 1)
-        out.append(indent + close_tag)
+        self.children({"extension": ext}, _extension_holder(), depth + 1)
+        out.append(indent + slot.close_tag)
 
-    def complex(self, open_tag: str, close_tag: str, obj: object, table: Table, path: str,
-                indent: str, depth: int) -> None:
+    def complex(self, slot: Slot, obj: object, table: Table, indent: str, depth: int) -> None:
         if type(obj) is not dict:
-            raise XmlRenderError("an object is expected", path)
-        tag = indent + open_tag
+            raise XmlRenderError(f"an object is expected, not {describe(obj)}")
+        tag = indent + slot.open_tag
         ident = obj.get("id")
         if ident is not None:
-            tag += f' id="{_value(ident, path + ".id")}"'
+            tag += f' id="{_value(ident)}"'
         if table.is_extension:
             url = obj.get("url")
             if url is not None:
-                tag += f' url="{_value(url, path + ".url")}"'
+                tag += f' url="{_value(url)}"'
         out = self.out
         at = len(out)
         out.append(tag + ">")
-        self.children(obj, table, path, depth + 1)
+        self.children(obj, table, depth + 1)
         if len(out) == at + 1:
             out[at] = tag + "/>"
         else:
-            out.append(indent + close_tag)
+            out.append(indent + slot.close_tag)
 
 
 _UNKNOWN = Slot("", -1, -1, False)  # what `Table.keys` gives for a key it does not know
@@ -285,7 +300,7 @@ def to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:
     """A resource (parsed by `loads`, or any JSON-able dict) as a FHIR XML document."""
     writer = _Writer(pretty)
     writer.out.append('<?xml version="1.0" encoding="UTF-8"?>' + ("\n" if pretty else ""))
-    writer.resource(resource, "", 0, True)
+    writer.resource(resource, 0, True)
     return "".join(writer.out).encode("utf-8")
 
 

@@ -298,3 +298,30 @@ def test_patch_in_xml_needs_a_patch_format(server: LiveServer) -> None:
         "Content-Type": "application/xml-patch+xml", "Accept": XML},
         data=b'<diff><add sel="Patient"><active value="true"/></add></diff>')
     assert _outcome(r, 415)
+
+
+def test_stored_json_xml_cannot_carry_is_a_clear_answer(server: LiveServer) -> None:
+    """A string with U+0001 is valid R4 JSON but cannot be XML 1.0: the XML read says so and
+    the JSON read still works."""
+    server.http.put(server.url("Patient/cc1"), data=json.dumps(
+        {"resourceType": "Patient", "id": "cc1", "name": [{"family": "a\u0001b"}]}),
+        headers={"Content-Type": "application/fhir+json"})
+    r = server.http.get(server.url("Patient/cc1"), headers={"Accept": XML})
+    assert "U+0001" in _outcome(r, 406) and "Patient.name[0].family" in _outcome(r, 406)
+    assert "ETag" not in r.headers
+    ok = server.http.get(server.url("Patient/cc1"), headers={"Accept": "application/fhir+json"})
+    assert ok.status_code == 200 and ok.json()["name"][0]["family"] == "a\u0001b"
+
+
+def test_narratives_are_checked_on_write_and_namespaced_in_xml(server: LiveServer) -> None:
+    def put(div: str) -> requests.Response:
+        return server.http.put(server.url("Patient/nd1"), data=json.dumps(
+            {"resourceType": "Patient", "id": "nd1", "text": {"status": "generated",
+                                                              "div": div}}),
+            headers={"Content-Type": "application/fhir+json"})
+
+    r = put("<div><p>unclosed</div>")
+    assert r.status_code == 400 and "not well-formed" in r.text
+    assert put("<div><p>plain</p></div>").status_code == 201
+    root = _xml(server.http.get(server.url("Patient/nd1"), headers={"Accept": XML}))
+    assert root.find("f:text/h:div/h:p", NS).text == "plain"

@@ -11,7 +11,8 @@ import orjson
 import pytest
 from lxml import etree
 
-from resources.json_to_xml import XmlRenderError, json_to_xml, loads, narrative, to_xml
+from resources.json_to_xml import XmlRenderError, json_to_xml, loads, to_xml
+from resources.narrative import narrative_xml
 from resources.xml_to_json import XmlParseError, parse, xml_to_json
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[4] / "shared" / "data" /
@@ -170,7 +171,7 @@ def test_narrative_from_xml_has_only_its_own_namespace() -> None:
 
 
 def test_narrative_without_namespace_gets_it_and_bad_narrative_is_refused() -> None:
-    assert narrative("<div><p>x</p></div>") == \
+    assert narrative_xml("<div><p>x</p></div>") == \
         '<div xmlns="http://www.w3.org/1999/xhtml"><p>x</p></div>'
     for bad in ("<div><p>unclosed</div>", "<p>not a div</p>", "<div>&nbsp;</div>",
                 '<div xmlns="urn:other">x</div>'):
