@@ -325,3 +325,20 @@ def test_narratives_are_checked_on_write_and_namespaced_in_xml(server: LiveServe
     assert put("<div><p>plain</p></div>").status_code == 201
     root = _xml(server.http.get(server.url("Patient/nd1"), headers={"Accept": XML}))
     assert root.find("f:text/h:div/h:p", NS).text == "plain"
+
+
+def test_errors_before_the_dispatcher_follow_the_format_too(store: Any, db_url: str) -> None:
+    """A body over the size limit is refused by the WSGI layer, before FHIR code runs: its
+    OperationOutcome is XML when the client speaks XML."""
+    from fhir_server.app import create_app
+    from fhir_server.config import Config
+
+    client = create_app(Config(db_url=db_url, max_body_bytes=200), store=store).test_client()
+    big = b'<Patient xmlns="http://hl7.org/fhir">' + b"<!-- padding -->" * 50 + b"</Patient>"
+    r = client.post("/fhir/Patient", data=big, headers={"Content-Type": XML})
+    assert r.status_code == 413 and r.headers["Content-Type"].startswith(XML)
+    root = etree.fromstring(r.data)
+    assert _value(root, "f:issue/f:code") == "too-long"
+    r = client.post("/fhir/Patient", data=big, headers={"Content-Type": XML,
+                                                         "Accept": "application/fhir+json"})
+    assert r.status_code == 413 and r.json["resourceType"] == "OperationOutcome"
