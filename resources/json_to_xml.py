@@ -81,6 +81,7 @@ _ATTR_ESCAPES = str.maketrans({
     "\t": "&#9;", "\n": "&#10;", "\r": "&#13;",
 })
 
+
 def _attr(value: str) -> str:
     if _ATTR_SPECIAL.search(value) is None:
         return value
