@@ -38,18 +38,31 @@ from resources.xml_tables import (
 )
 
 _FHIR = "{" + FHIR_NS + "}"
+_FHIR_LEN = len(_FHIR)
 _DIV = "{" + XHTML_NS + "}div"
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 MAX_DEPTH = 200  # elements deep; lxml's own limit without huge_tree is 256
 
 
 class XmlParseError(ValueError):
-    """The body is not FHIR XML: `path` names where (FHIRPath-like, "" for the document)."""
+    """The body is not FHIR XML. `path` names where (FHIRPath-like, "" for the document); it
+    is built as the error travels up, so reading costs nothing for it."""
 
-    def __init__(self, message: str, path: str = "") -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+    def __init__(self, message: str, *segments: str) -> None:
+        super().__init__(message)
         self.message = message
-        self.path = path
+        self.segments = list(segments)  # innermost first
+
+    def within(self, segment: str) -> XmlParseError:
+        self.segments.append(segment)
+        return self
+
+    @property
+    def path(self) -> str:
+        return ".".join(reversed(self.segments))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.segments else self.message
 
 
 _local = threading.local()
@@ -84,175 +97,195 @@ class _Reader:
     def __init__(self) -> None:
         self.depth = 0
 
-    def resource(self, el: Any, path: str) -> dict[str, Any]:
+    def resource(self, el: Any, nested: bool) -> dict[str, Any]:
         tag = el.tag
         if type(tag) is not str or not tag.startswith(_FHIR):
             raise XmlParseError(f"<{_show(tag)}> is not a FHIR resource: a resource is an "
-                                f"element named by its type in the namespace {FHIR_NS}", path)
+                                f"element named by its type in the namespace {FHIR_NS}")
         rtype = tag[len(_FHIR):]
         table = tables().resources.get(rtype)
         if table is None:
-            raise XmlParseError(f"'{rtype}' is not an R4 resource type", path)
-        for name in el.attrib:
-            if not name.startswith(_XSI):
-                raise XmlParseError(f"a resource element has no attribute '{_show(name)}'",
-                                    path or rtype)
+            raise XmlParseError(f"'{rtype}' is not an R4 resource type")
         out: dict[str, Any] = {"resourceType": rtype}
-        self.children(el, table, out, path or rtype)
+        try:
+            for name in el.attrib:
+                if not name.startswith(_XSI):
+                    raise XmlParseError(f"a resource element has no attribute '{_show(name)}'")
+            self.children(el, table, out)
+        except XmlParseError as exc:
+            raise (exc if nested else exc.within(rtype)) from None
         return out
 
-    def children(self, el: Any, table: Table, out: dict[str, Any], path: str) -> None:
+    def children(self, el: Any, table: Table, out: dict[str, Any]) -> None:
+        """The child elements of `el` into `out`, checked against `table`."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise XmlParseError("the XML is nested too deeply", path)
-        if not _blank(el.text):
-            raise XmlParseError("text is not allowed here; values go in value attributes",
-                                path)
+            raise XmlParseError("the XML is nested too deeply")
+        text = el.text
+        if text is not None and text.strip():
+            raise XmlParseError("text is not allowed here; values go in value attributes")
         slots = table.slots
         last: Slot | None = None
         group: list[Any] = []
         for child in el:
-            if not _blank(child.tail):
-                raise XmlParseError("text is not allowed here; values go in value "
-                                    "attributes", path)
+            tail = child.tail
+            if tail is not None and tail.strip():
+                raise XmlParseError("text is not allowed here; values go in value attributes")
             tag = child.tag
             if type(tag) is not str:
-                raise XmlParseError("unexpected XML content (an entity reference?)", path)
+                raise XmlParseError("unexpected XML content (an entity reference?)")
             if tag.startswith(_FHIR):
-                slot = slots.get(tag[len(_FHIR):])
+                slot = slots.get(tag[_FHIR_LEN:])
                 if slot is not None and slot.kind == XHTML:
-                    raise XmlParseError(f"the narrative <div> must be in the XHTML namespace "
-                                        f"{XHTML_NS}", f"{path}.div")
+                    raise XmlParseError("the narrative <div> must be in the XHTML namespace "
+                                        f"{XHTML_NS}", "div")
             elif tag == _DIV:
                 slot = slots.get("div")
             else:
                 slot = None
             if slot is None:
-                raise XmlParseError(f"unknown element <{_show(tag)}>",
-                                    f"{path}.{_local_name(tag)}")
-            if last is not None and slot is not last:
-                if slot.order < last.order:
-                    raise XmlParseError(
-                        f"<{slot.name}> must come before <{last.name}> (elements appear in "
-                        "the order of their definition)", f"{path}.{slot.name}")
-                if slot.order == last.order:
-                    raise XmlParseError(
-                        f"<{slot.name}> and <{last.name}> are two types of one choice "
-                        "element; only one is allowed", f"{path}.{slot.name}")
-                self.slot(last, group, out, path)
-                group = []
-            elif last is slot and not slot.is_array:
-                raise XmlParseError(f"<{slot.name}> may appear only once",
-                                    f"{path}.{slot.name}")
-            last = slot
-            group.append(child)
+                raise XmlParseError(f"unknown element <{_show(tag)}>", _local_name(tag))
+            if slot is not last:
+                if last is not None:
+                    if slot.order < last.order:
+                        raise XmlParseError(
+                            f"<{slot.name}> must come before <{last.name}> (elements appear "
+                            "in the order of their definition)", slot.name)
+                    if slot.order == last.order:
+                        raise XmlParseError(
+                            f"<{slot.name}> and <{last.name}> are two types of one choice "
+                            "element; only one is allowed", slot.name)
+                    self.slot(last, group, out)
+                last = slot
+                group = [child]
+            elif not slot.is_array:
+                raise XmlParseError(f"<{slot.name}> may appear only once", slot.name)
+            else:
+                group.append(child)
         if last is not None:
-            self.slot(last, group, out, path)
+            self.slot(last, group, out)
         self.depth -= 1
 
-    def slot(self, slot: Slot, elements: list[Any], out: dict[str, Any], path: str) -> None:
+    def slot(self, slot: Slot, elements: list[Any], out: dict[str, Any]) -> None:
         """The JSON of one element's occurrences (consecutive siblings of one name)."""
         name = slot.name
         kind = slot.kind
         many = slot.is_array
-        if kind == PRIMITIVE:
-            values: list[Any] = []
-            extras: list[Any] = []
-            for i, child in enumerate(elements):
-                where = f"{path}.{name}[{i}]" if many else f"{path}.{name}"
-                value, extra = self.primitive(slot, child, where)
-                values.append(value)
-                extras.append(extra)
-            if any(v is not None for v in values):
-                out[name] = values if many else values[0]
-            if any(x is not None for x in extras):
-                out[slot.extra] = extras if many else extras[0]
-        elif kind == COMPLEX:
-            table = slot.table
-            assert table is not None
-            items = [self.complex(child, table, f"{path}.{name}[{i}]" if many
-                                  else f"{path}.{name}") for i, child in enumerate(elements)]
-            out[name] = items if many else items[0]
-        elif kind == RESOURCE:
-            items = []
-            for i, child in enumerate(elements):
-                where = f"{path}.{name}[{i}]" if many else f"{path}.{name}"
-                if child.attrib:
-                    raise XmlParseError("this element takes no attributes", where)
-                if not _blank(child.text):
-                    raise XmlParseError("text is not allowed here", where)
-                inner = list(child)
-                if len(inner) != 1:
-                    raise XmlParseError(f"<{name}> holds exactly one resource, not "
-                                        f"{len(inner)} elements", where)
-                if not _blank(inner[0].tail):
-                    raise XmlParseError("text is not allowed here", where)
-                self.depth += 1
-                items.append(self.resource(inner[0], where))
-                self.depth -= 1
-            out[name] = items if many else items[0]
-        else:  # XHTML
-            out[name] = xhtml(elements[0], f"{path}.{name}")
+        i = 0
+        try:
+            if kind == PRIMITIVE:
+                if not many:
+                    value, extra = self.primitive(slot, elements[0])
+                    if value is not None:
+                        out[name] = value
+                    if extra is not None:
+                        out[slot.extra] = extra
+                    return
+                values: list[Any] = []
+                extras: list[Any] = []
+                for i in range(len(elements)):
+                    value, extra = self.primitive(slot, elements[i])
+                    values.append(value)
+                    extras.append(extra)
+                if any(v is not None for v in values):
+                    out[name] = values
+                if any(x is not None for x in extras):
+                    out[slot.extra] = extras
+            elif kind == COMPLEX:
+                table = slot.table
+                assert table is not None
+                if not many:
+                    out[name] = self.complex(elements[0], table)
+                    return
+                items = []
+                for i in range(len(elements)):
+                    items.append(self.complex(elements[i], table))
+                out[name] = items
+            elif kind == RESOURCE:
+                items = []
+                for i in range(len(elements)):
+                    items.append(self.contained(elements[i], name))
+                out[name] = items if many else items[0]
+            else:  # XHTML
+                out[name] = xhtml(elements[0])
+        except XmlParseError as exc:
+            raise exc.within(f"{name}[{i}]" if many else name) from None
 
-    def primitive(self, slot: Slot, el: Any, path: str) -> tuple[Any, Any]:
+    def contained(self, el: Any, name: str) -> dict[str, Any]:
+        """The one resource an element of type Resource holds."""
+        if el.attrib:
+            raise XmlParseError("this element takes no attributes")
+        if not _blank(el.text):
+            raise XmlParseError("text is not allowed here")
+        inner = list(el)
+        if len(inner) != 1:
+            raise XmlParseError(f"<{name}> holds exactly one resource, not {len(inner)} "
+                                "elements")
+        if not _blank(inner[0].tail):
+            raise XmlParseError("text is not allowed here")
+        self.depth += 1
+        resource = self.resource(inner[0], True)
+        self.depth -= 1
+        return resource
+
+    def primitive(self, slot: Slot, el: Any) -> tuple[Any, Any]:
         value: Any = None
         ident: str | None = None
         for attr, text in el.attrib.items():
             if attr == "value":
-                value = _typed(slot.value_kind, text, path)
+                value = _typed(slot.value_kind, text)
             elif attr == "id":
                 ident = text
             elif not attr.startswith(_XSI):
-                raise XmlParseError(f"a primitive element has no attribute '{_show(attr)}'",
-                                    path)
+                raise XmlParseError(f"a primitive element has no attribute '{_show(attr)}'")
         extra: dict[str, Any] | None = None
         if ident is not None:
             extra = {"id": ident}
         if len(el):
             holder: dict[str, Any] = {}
-            self.children(el, _primitive_children(), holder, path)
+            self.children(el, _primitive_children(), holder)
             if holder:
                 extra = extra or {}
                 extra.update(holder)
         elif not _blank(el.text):
             raise XmlParseError("text is not allowed here; the value goes in the value "
-                                "attribute", path)
+                                "attribute")
         if value is None and extra is None:
             raise XmlParseError("an element must have a value attribute, an id or "
-                                "extensions (ele-1)", path)
+                                "extensions (ele-1)")
         return value, extra
 
-    def complex(self, el: Any, table: Table, path: str) -> dict[str, Any]:
+    def complex(self, el: Any, table: Table) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for attr, text in el.attrib.items():
             if attr == "id" or (attr == "url" and table.is_extension):
                 out[attr] = text
             elif attr == "value":
                 raise XmlParseError("this element is not a primitive: it has no value "
-                                    "attribute", path)
+                                    "attribute")
             elif not attr.startswith(_XSI):
-                raise XmlParseError(f"this element has no attribute '{_show(attr)}'", path)
-        self.children(el, table, out, path)
+                raise XmlParseError(f"this element has no attribute '{_show(attr)}'")
+        self.children(el, table, out)
         if not out:
-            raise XmlParseError("an element must have children or an id (ele-1)", path)
+            raise XmlParseError("an element must have children or an id (ele-1)")
         return out
 
 
-def _typed(kind: int, text: str, path: str) -> Any:
+def _typed(kind: int, text: str) -> Any:
     """A value attribute as its JSON value (https://hl7.org/fhir/R4/json.html#primitive)."""
     if kind == V_BOOLEAN:
         if text == "true":
             return True
         if text == "false":
             return False
-        raise XmlParseError(f"'{text}' is not a boolean (true or false)", path)
+        raise XmlParseError(f"'{text}' is not a boolean (true or false)")
     if kind == V_INTEGER:
         if INTEGER_RE.fullmatch(text) is None:
-            raise XmlParseError(f"'{text}' is not an integer", path)
+            raise XmlParseError(f"'{text}' is not an integer")
         return int(text)
     if kind == V_DECIMAL:
         if DECIMAL_RE.fullmatch(text) is None:
-            raise XmlParseError(f"'{text}' is not a decimal", path)
+            raise XmlParseError(f"'{text}' is not a decimal")
         return orjson.Fragment(text.encode("ascii"))  # the digits as written
     return text
 
@@ -260,12 +293,12 @@ def _typed(kind: int, text: str, path: str) -> Any:
 _QUOTE_IN_TEXT = re.compile(r">[^<]*\"[^<]*<")
 
 
-def xhtml(el: Any, path: str) -> str:
+def xhtml(el: Any) -> str:
     """The narrative div as the JSON string (https://hl7.org/fhir/R4/narrative.html#xhtml):
     serialised with only the namespace declarations it uses, and `"` in text written as
     `&quot;` as the FHIR reference serialiser (which wrote the official examples) does."""
     if el.attrib.get("value") is not None and len(el) == 0 and _blank(el.text):
-        raise XmlParseError("the narrative div is XHTML content, not a value attribute", path)
+        raise XmlParseError("the narrative div is XHTML content, not a value attribute")
     if el.nsmap != {None: XHTML_NS}:
         el = copy.deepcopy(el)  # drops the ancestors' namespace declarations it does not use
         el.tail = None
@@ -321,7 +354,7 @@ def parse(body: bytes) -> dict[str, Any]:
         raise XmlParseError(f"the body cannot be parsed as XML: {exc}") from exc
     if root.getroottree().docinfo.doctype:
         raise XmlParseError("a DOCTYPE is not allowed in FHIR XML (no DTDs, no entities)")
-    return _Reader().resource(root, "")
+    return _Reader().resource(root, False)
 
 
 def xml_to_json(body: bytes) -> bytes:
