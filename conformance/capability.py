@@ -9,6 +9,7 @@ from typing import Any
 
 from fhir_server.interactions.registry import interactions
 from fhir_server.negotiation import FORMATS
+from fhir_server.patching.formats import PATCH_FORMATS
 from fhir_server.search.include import include_params, revinclude_params
 from fhir_server.search.model import PREFIXED_TYPES, PREFIXES
 from fhir_server.search.parse import (
@@ -124,7 +125,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "implementation": {"description": "telefhir FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": list(FORMATS),
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": list(PATCH_FORMATS),
         "rest": [
             {
                 "mode": "server",
