@@ -27,7 +27,8 @@ JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 FHIR_JSON = "application/fhir+json"
 FHIR_XML = "application/fhir+xml"  # FHIRPath Patch in XML: the dispatcher reads it into JSON
-PATCH_FORMATS = (JSON_PATCH, FHIR_JSON, FHIR_XML, MERGE_PATCH)  # as the CapabilityStatement lists them
+# as the CapabilityStatement lists them
+PATCH_FORMATS = (JSON_PATCH, FHIR_JSON, FHIR_XML, MERGE_PATCH)
 _FHIR_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
 
 

@@ -252,6 +252,8 @@ def test_capability_statement_in_xml_lists_xml(server: LiveServer) -> None:
     assert root.tag == F + "CapabilityStatement"
     formats = [f.get("value") for f in root.findall("f:format", NS)]
     assert "application/fhir+xml" in formats and "xml" in formats
+    patch_formats = [f.get("value") for f in root.findall("f:patchFormat", NS)]
+    assert "application/fhir+xml" in patch_formats
     assert len(root.findall("f:rest/f:resource", NS)) == 146
 
 
@@ -282,6 +284,32 @@ def test_accept_negotiation_over_http(server: LiveServer) -> None:
     head = server.http.head(url, headers={"Accept": XML})
     assert head.status_code == 200 and not head.content
     assert head.headers["Content-Type"].startswith(XML)
+
+
+def test_fhirpath_patch_in_xml(server: LiveServer) -> None:
+    """A FHIRPath Patch sent as XML Parameters (https://hl7.org/fhir/R4/fhirpatch.html)."""
+    server.http.put(server.url("Patient/pa1"), data=json.dumps(
+        {"resourceType": "Patient", "id": "pa1", "name": [{"family": "Before"}]}),
+        headers={"Content-Type": "application/fhir+json"})
+    patch = (b'<Parameters xmlns="http://hl7.org/fhir">'
+             b'<parameter><name value="operation"/>'
+             b'<part><name value="type"/><valueCode value="add"/></part>'
+             b'<part><name value="path"/><valueString value="Patient"/></part>'
+             b'<part><name value="name"/><valueString value="active"/></part>'
+             b'<part><name value="value"/><valueBoolean value="true"/></part></parameter>'
+             b'<parameter><name value="operation"/>'
+             b'<part><name value="type"/><valueCode value="replace"/></part>'
+             b'<part><name value="path"/><valueString value="Patient.name[0].family"/></part>'
+             b'<part><name value="value"/><valueString value="After"/></part></parameter>'
+             b"</Parameters>")
+    root = _xml(server.http.patch(server.url("Patient/pa1"), data=patch,
+                                  headers={**SEND_XML, "If-Match": 'W/"1"'}))
+    assert _value(root, "f:active") == "true"
+    assert _value(root, "f:name/f:family") == "After"
+    assert _value(root, "f:meta/f:versionId") == "2"
+    r = server.http.patch(server.url("Patient/pa1"), data=patch,
+                          headers={**SEND_XML, "If-Match": 'W/"1"'})
+    assert _outcome(r, 412)
 
 
 def test_patch_in_xml_needs_a_patch_format(server: LiveServer) -> None:
