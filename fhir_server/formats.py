@@ -50,12 +50,13 @@ def xml_body(resp: FhirResponse, pretty: bool) -> bytes:
     return to_xml(loads(orjson.dumps(resp.resource)), pretty)
 
 
-def render_xml(resp: FhirResponse, pretty: bool) -> bytes:
-    """The response body as XML. Stored data that XML cannot carry (a character XML 1.0
-    forbids, a narrative that is not well-formed) turns the answer into an OperationOutcome
-    saying so (`resp` is changed: 406 for a character, 500 otherwise)."""
+def as_xml(resp: FhirResponse, pretty: bool) -> FhirResponse:
+    """`resp` with its JSON body written as XML (in `raw`, whose Content-Type is already the
+    XML one). Stored data that XML cannot carry (a character XML 1.0 forbids, a narrative that
+    is not well-formed) gives an OperationOutcome saying so instead: 406 for a character, 500
+    otherwise."""
     try:
-        return xml_body(resp, pretty)
+        body = xml_body(resp, pretty)
     except (XmlRenderError, ValueError, RecursionError) as exc:
         log.warning("cannot write %s as XML: %s", resp.headers.get("Content-Location", "a "
                     "response"), exc)
@@ -66,10 +67,10 @@ def render_xml(resp: FhirResponse, pretty: bool) -> bytes:
             f"The answer cannot be written as XML: {exc}; ask for JSON (_format=json)",
             (path,) if path else (),
         )])
-        resp.status, resp.raw, resp.resource = status, None, outcome
-        for name in ("ETag", "Last-Modified", "Location", "Content-Location"):
-            resp.headers.pop(name, None)
-        return to_xml(outcome, pretty)
+        headers = {k: v for k, v in resp.headers.items()
+                   if k not in ("ETag", "Last-Modified", "Location", "Content-Location")}
+        return FhirResponse(status, raw=to_xml(outcome, pretty), headers=headers)
+    return FhirResponse(resp.status, raw=body, headers=resp.headers)
 
 
 def outcome_xml(outcome: dict[str, Any]) -> bytes:

@@ -87,7 +87,6 @@ def fhir_blueprint(base_path: str, public_base_url: str | None) -> Blueprint:
             remote_addr=http.remote_addr,
         )
         resp = dispatcher.handle(req)
-        body = render(req, resp)  # first: an answer XML cannot carry changes the status
-        return FhirHttpResponse(body, status=resp.status, headers=resp.headers)
+        return FhirHttpResponse(render(req, resp), status=resp.status, headers=resp.headers)
 
     return bp
