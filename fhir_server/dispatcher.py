@@ -1,6 +1,7 @@
 """The framework-free front door: FhirRequest in, FhirResponse out.
 
-Routes (https://hl7.org/fhir/R4/http.html), negotiates the format, runs the
+Routes (https://hl7.org/fhir/R4/http.html), negotiates the format (JSON or XML: an XML body is
+read into JSON first and an XML answer is written last, so interactions only see JSON), runs the
 request_received and before_response hooks and turns every failure into an
 OperationOutcome with its status; an unexpected exception is a 500 OperationOutcome,
 never a stack trace."""
@@ -17,8 +18,9 @@ import orjson
 
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue, operation_outcome
+from fhir_server.formats import as_xml, json_request
 from fhir_server.interactions.registry import interactions
-from fhir_server.negotiation import FHIR_JSON, pretty, response_type
+from fhir_server.negotiation import FHIR_JSON, body_is_xml, is_xml, pretty, response_type
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.routing import route
 
@@ -48,6 +50,8 @@ class Dispatcher:
                 if err.status != 406 or req.method not in ("GET", "HEAD"):
                     raise
                 unacceptable = err
+            if body_is_xml(req):
+                req = json_request(req)
             resp = self._handle(req)
             if unacceptable is not None and not own_media(resp):
                 raise unacceptable
@@ -62,12 +66,17 @@ class Dispatcher:
                            "completed and nothing was written")]
                 ),
             )
-        if (resp.raw is not None or resp.resource is not None) and not own_media(resp):
+        fhir_body = (resp.raw is not None or resp.resource is not None) and not own_media(resp)
+        if fhir_body:
             resp.headers["Content-Type"] = f"{media}; charset=utf-8"
         try:
             self.ctx.hooks.run("before_response", self.ctx, req, resp)
         except FhirError as err:
-            resp = FhirResponse(err.status, resource=err.outcome())
+            resp = FhirResponse(err.status, resource=err.outcome(), headers=dict(err.headers))
+            resp.headers["Content-Type"] = f"{media}; charset=utf-8"
+            fhir_body = True
+        if fhir_body and is_xml(media) and req.method != "HEAD":
+            resp = as_xml(resp, pretty(req))  # after the hooks: they see JSON
         return resp
 
     def _handle(self, req: FhirRequest) -> FhirResponse:
@@ -106,7 +115,8 @@ def own_media(resp: FhirResponse) -> bool:
 
 
 def render(req: FhirRequest, resp: FhirResponse) -> bytes:
-    """The response body bytes (empty for HEAD and bodiless answers); _pretty indents JSON."""
+    """The response body bytes (empty for HEAD and bodiless answers); _pretty indents JSON
+    (an XML answer was written, indented or not, by `Dispatcher.handle`)."""
     if req.method == "HEAD":
         return b""
     if resp.raw is not None:

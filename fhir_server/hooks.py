@@ -20,7 +20,10 @@ caller too.
 - before_delete(ctx, tx, res_type, res_id), after_delete(ctx, tx, stored)
 - before_operation(ctx, req, call)    (call: operations.registry.OperationCall, parameters
                                        parsed; `call.op.needs` says what it requires)
-- before_response(ctx, req, resp)
+- before_response(ctx, req, resp)      (resp.resource / resp.raw are JSON even when the client
+                                       asked for XML: XML is written after this hook, and an
+                                       XML request body has been read into JSON before
+                                       request_received)
 - capability_statement(ctx, req, statement)   (a copy of the generated CapabilityStatement
                                        with its own `rest` list and rest[0] dict: a hook may
                                        set keys such as rest[0]["security"])
