@@ -113,10 +113,10 @@ def wait_until_quiet(max_other_pct: float, timeout: float) -> float:
 
 @contextmanager
 def server(db_url: str, port: int, workers: int, extra: list[str],
-           log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`telefhir serve` running on `port` until the block ends."""
-    cmd = [str(BIN / "telefhir"), "serve", "--no-auth", "--workers", str(workers),
-           "--port", str(port), "--db", db_url, *extra]
+           log: Path, auth: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    """`telefhir serve` running on `port` until the block ends (`--no-auth` unless `auth`)."""
+    cmd = [str(BIN / "telefhir"), "serve", *([] if auth else ["--no-auth"]),
+           "--workers", str(workers), "--port", str(port), "--db", db_url, *extra]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

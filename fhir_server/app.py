@@ -60,7 +60,10 @@ def build_dispatcher(ctx: Context) -> Dispatcher:
     from conformance.capability import capability_statement
 
     def capabilities(req: FhirRequest) -> dict[str, Any]:
-        return capability_statement(req.base_url)
+        generated = capability_statement(req.base_url)  # cached: hooks change a copy
+        statement = {**generated, "rest": [dict(r) for r in generated["rest"]]}
+        ctx.hooks.run("capability_statement", ctx, req, statement)
+        return statement
 
     return Dispatcher(ctx, capabilities)
 

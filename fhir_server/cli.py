@@ -1,11 +1,16 @@
-"""The `telefhir` command: serve, load, reindex."""
+"""The `telefhir` command: serve, load, reindex, and the commands plugins add (the SMART
+layer's users, apps and keys)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+
+CLI_MODULES = ("smart_apps.cli",)
+"""Modules whose `register(subparsers, default_db)` adds commands of their own."""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -19,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     os.environ["TELEFHIR_DB"] = args.db
+    os.environ["TELEFHIR_AUTH"] = "0" if args.no_auth else "1"
     if args.base_url:
         os.environ["TELEFHIR_BASE_URL"] = args.base_url
     # Create the schema once before the workers start.
@@ -112,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     media_serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     add_arguments(media_serve)
     media_serve.set_defaults(fn=_media_serve)
+
+    for module in CLI_MODULES:  # by name: fhir_server imports no plugin package
+        importlib.import_module(module).register(sub, default_db)
 
     args = parser.parse_args(argv)
     try:

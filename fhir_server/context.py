@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fhir_server.config import Config
@@ -33,13 +33,16 @@ class OperationRouter(Protocol):
 @dataclass
 class Context:
     """What every interaction may use. `tx` is set while a transaction Bundle runs, so every
-    entry writes into that one database transaction."""
+    entry writes into that one database transaction; `request` while a request is served."""
 
     store: ResourceStore
     config: Config
     hooks: Hooks
     tx: StoreTx | None = None
     operations: OperationRouter | None = None
+    request: FhirRequest | None = None  # the request being served (None outside one)
+    # per-server state that plugins keep, by their module name (shared by every copy)
+    extensions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def search_engine(self) -> SearchEngine:
@@ -47,6 +50,10 @@ class Context:
         from fhir_server.search.engine import get_engine
 
         return get_engine()
+
+    def serving(self, req: FhirRequest) -> Context:
+        """This context while `req` is served: hooks and access checks see its caller."""
+        return replace(self, request=req)
 
     def within(self, tx: StoreTx) -> Context:
         """This context with every write going to `tx`."""

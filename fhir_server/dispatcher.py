@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -81,11 +82,13 @@ class Dispatcher:
     def _handle(self, req: FhirRequest) -> FhirResponse:
         r = route(req.method, req.path)
         self.ctx.hooks.run("request_received", self.ctx, req)
-        if r.interaction == "capabilities":
-            return FhirResponse(200, resource=self._capabilities(req))
         if r.interaction.startswith("search") and req.method == "POST":
             req = _with_form_params(req)
-        return interactions()[r.interaction].handler(self.ctx, req, r)
+        ctx = self.ctx.serving(req)
+        ctx.hooks.run("authorize", ctx, req, r)
+        if r.interaction == "capabilities":
+            return FhirResponse(200, resource=self._capabilities(req))
+        return interactions()[r.interaction].handler(ctx, req, r)
 
 
 def _with_form_params(req: FhirRequest) -> FhirRequest:
@@ -98,7 +101,7 @@ def _with_form_params(req: FhirRequest) -> FhirRequest:
         extra = parse_qsl(req.body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError as exc:
         raise FhirError.of(400, "invalid", "The form body is not UTF-8") from exc
-    return FhirRequest(req.method, req.path, [*req.query, *extra], req.headers, b"", req.base_url)
+    return replace(req, query=[*req.query, *extra], body=b"", restrictions={})
 
 
 def own_media(resp: FhirResponse) -> bool:

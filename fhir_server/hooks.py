@@ -1,9 +1,20 @@
 """Hook points: the one documented list of places where cross-cutting work plugs in.
 
 Modelled on HAPI FHIR interceptor pointcuts. A hook raising FhirError aborts the request
-(and, for before_* write hooks, the whole database transaction).
+(and, for before_* write hooks, the whole database transaction). While a request is served,
+`ctx.request` is that request (its principal says who is asking), so write hooks know their
+caller too.
 
-- request_received(ctx, req)
+- request_received(ctx, req)          (authentication: a hook sets req.principal, or raises 401)
+- authorize(ctx, req, route)           (may this caller perform this interaction at all? raise
+                                       401/403. Run by the dispatcher for every request after
+                                       request_received, and once per Bundle entry, before any
+                                       entry of a transaction runs)
+- restrict(ctx, req, action, out)      (append fhir_server.access.Restriction objects limiting
+                                       which resources `req` may see or change for `action`
+                                       (read, search, create, update, delete); all apply. The
+                                       search engine, history, read/vread and the write path
+                                       apply them: fhir_server.access)
 - before_create / before_update(ctx, tx, res_type, res_id, resource)
 - after_create / after_update(ctx, tx, stored)           (same transaction as the write)
 - before_delete(ctx, tx, res_type, res_id), after_delete(ctx, tx, stored)
@@ -13,6 +24,9 @@ Modelled on HAPI FHIR interceptor pointcuts. A hook raising FhirError aborts the
                                        asked for XML: XML is written after this hook, and an
                                        XML request body has been read into JSON before
                                        request_received)
+- capability_statement(ctx, req, statement)   (a copy of the generated CapabilityStatement
+                                       with its own `rest` list and rest[0] dict: a hook may
+                                       set keys such as rest[0]["security"])
 - security_event(ctx, event)           (a fhir_server.principal.SecurityEvent from the
                                        authorization server: sign-in, token, refresh, revoke)
 """
@@ -25,6 +39,8 @@ from typing import Any
 
 HOOK_POINTS = (
     "request_received",
+    "authorize",
+    "restrict",
     "before_create",
     "after_create",
     "before_update",
@@ -33,6 +49,7 @@ HOOK_POINTS = (
     "after_delete",
     "before_operation",
     "before_response",
+    "capability_statement",
     "security_event",
 )
 

@@ -23,6 +23,8 @@ class FhirRequest:
     base_url: str = "http://localhost:8080/fhir"  # absolute base URL, no trailing slash
     principal: Principal | None = None  # who is asking: set by the authentication hook
     remote_addr: str | None = None  # the client's IP address, for audit
+    # fhir_server.access.restrictions computed for this request, by action
+    restrictions: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False)
 
     def header(self, name: str) -> str | None:
         """A request header by case-insensitive name."""

@@ -1,5 +1,6 @@
 """The write path shared by create, update, patch and Bundle entries: parse, validate,
-stamp meta (https://hl7.org/fhir/R4/resource.html#Meta), store, run hooks."""
+stamp meta (https://hl7.org/fhir/R4/resource.html#Meta), store, run hooks; a caller restricted
+to some resources (fhir_server.access) may change only those, and only into those."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from fhir_server.access import require_visible
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue
 from fhir_server.store.base import StoredResource, StoreTx, VersionConflict
@@ -73,6 +75,8 @@ def store_resource(
     res_type = resource["resourceType"]
     version = (current.version if current else 0) + 1
     creating = current is None or current.deleted
+    if not creating:  # the caller may change only what it may see (fhir_server.access)
+        require_visible(ctx, tx, "update", res_type, res_id)
     ctx.hooks.run("before_create" if creating else "before_update", ctx, tx, res_type, res_id,
                   resource)
     updated = now_us()
@@ -82,12 +86,15 @@ def store_resource(
         stored = tx.put(res_type, res_id, stamped, body, version, method, updated)
     except VersionConflict as exc:
         raise FhirError.of(409, "conflict", f"Version conflict: {exc}; read it again") from exc
+    # ... and what it writes must stay inside what it may change (the index rows are written)
+    require_visible(ctx, tx, "create" if creating else "update", res_type, res_id)
     ctx.hooks.run("after_create" if creating else "after_update", ctx, tx, stored)
     return stored
 
 
 def delete_resource(ctx: Context, tx: StoreTx, current: StoredResource) -> StoredResource:
     """Record the deletion of `current` (https://hl7.org/fhir/R4/http.html#delete)."""
+    require_visible(ctx, tx, "delete", current.res_type, current.res_id)
     ctx.hooks.run("before_delete", ctx, tx, current.res_type, current.res_id)
     try:
         stored = tx.delete(current.res_type, current.res_id, current.version + 1, now_us())

@@ -45,7 +45,7 @@ def store(db_url: str) -> Iterator[ResourceStore]:
 
 @pytest.fixture
 def app(store: ResourceStore, db_url: str) -> Flask:
-    return create_app(Config(db_url=db_url), store=store)
+    return create_app(Config(db_url=db_url, auth=False), store=store)
 
 
 @pytest.fixture

@@ -178,7 +178,24 @@ def _dispatch(ctx: Context, req: FhirRequest, e: _Entry) -> FhirResponse:
     r = route(sub.method, sub.path)
     if r.interaction in ("bundle", "history-system", "search-system") and e.method != "GET":
         raise _fail(e.index, f"{e.method} {e.url} is not allowed inside a Bundle")
-    return interactions()[r.interaction].handler(ctx, sub, r)
+    sub_ctx = ctx.serving(sub)
+    sub_ctx.hooks.run("authorize", sub_ctx, sub, r)
+    return interactions()[r.interaction].handler(sub_ctx, sub, r)
+
+
+def _authorize_entries(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> None:
+    """Every entry of a transaction passes the `authorize` hooks before any runs: one refused
+    entry fails the transaction whole (https://hl7.org/fhir/R4/http.html#trules)."""
+    for e in entries:
+        try:
+            sub = _sub_request(req, e, b"")
+            ctx.hooks.run("authorize", ctx.serving(sub), sub, route(e.method, e.path))
+        except FhirError as err:
+            msg = "; ".join(i.diagnostics for i in err.issues)
+            raise FhirError(err.status, [Issue(
+                "error", err.issues[0].code if err.issues else "forbidden",
+                f"Bundle.entry[{e.index}] ({e.method} {e.url}): {msg}",
+                (f"Bundle.entry[{e.index}]",))], dict(err.headers)) from err
 
 
 # -- transaction ---------------------------------------------------------------------------
@@ -186,6 +203,7 @@ def _dispatch(ctx: Context, req: FhirRequest, e: _Entry) -> FhirResponse:
 
 def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[dict[str, Any]]:
     _check_full_urls(entries)
+    _authorize_entries(ctx, req, entries)
     for e in entries:
         if e.method in ("POST", "PUT") and e.resource is not None:
             check_resource_at(e)
@@ -363,6 +381,7 @@ def _run_transaction_entry(
         if r.interaction != "create" or e.resource is None:
             raise _fail(e.index, f"POST {e.url} is not a create")
         assert e.assigned_id
+        ctx = ctx.serving(_sub_request(req, e, b""))
         if e.existing_id:
             existing = tx.read(res_type, e.existing_id)
             assert existing is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode
 
+from fhir_server.access import restrictions
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
 from fhir_server.request import FhirRequest
@@ -31,7 +32,9 @@ def matching_ids(ctx: Context, tx: StoreTx, res_type: str, criteria: str) -> lis
     so two conditional writes with the same criteria cannot both create."""
     pairs = criteria_pairs(res_type, criteria)
     tx.lock(f"conditional:{res_type}?{sorted(pairs)}")
-    found = ctx.search_engine.find_ids(tx, res_type, pairs)
+    # a caller restricted to some resources (fhir_server.access) matches only among those
+    found = ctx.search_engine.find_ids(
+        tx, res_type, pairs, restriction=restrictions(ctx, ctx.request, "search"))
     return [rid for _pk, rid in found]
 
 

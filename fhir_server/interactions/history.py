@@ -9,12 +9,14 @@ from urllib.parse import urlencode
 
 import orjson
 
+from fhir_server.access import require_visible, restrictions
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.responses import etag, not_found
 from fhir_server.routing import Route
-from fhir_server.store.base import HistoryQuery, StoredResource
+from fhir_server.search.query import QueryBuilder
+from fhir_server.store.base import HistoryQuery, Queryable, StoredResource
 from fhir_server.timeutil import now_us, parse_instant_us, to_instant
 
 _PAGE_OFFSET = "_getpagesoffset"
@@ -48,10 +50,15 @@ def history(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     version committed late with an earlier instant cannot shift the later pages: each version
     that existed when the first page was read comes exactly once
     (https://hl7.org/fhir/R4/http.html#paging)."""
+    source = ctx.tx or ctx.store
+    visible: tuple[str | None, list[Any]] = (None, [])
     if route.interaction == "history-instance":
         assert route.res_type and route.res_id
-        if (ctx.tx or ctx.store).read(route.res_type, route.res_id) is None:
+        if source.read(route.res_type, route.res_id) is None:
             raise not_found(route.res_type, route.res_id)
+        require_visible(ctx, source, "read", route.res_type, route.res_id)
+    else:  # only versions of resources the caller may see (fhir_server.access)
+        visible = _visible_condition(ctx, req, source, route.res_type)
     cfg = ctx.config
     count = _int_param(req, "_count", cfg.default_page_size, 0, cfg.max_page_size)
     ties = _int_param(req, _PAGE_OFFSET, 0, 0, 2**62)  # entries at `until` already served
@@ -63,6 +70,7 @@ def history(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     q = HistoryQuery(
         res_type=route.res_type, res_id=route.res_id, since_us=since[0] if since else None,
         at_range=at, count=count, offset=ties, until_us=until,
+        visible_sql=visible[0], visible_args=tuple(visible[1]),
     )
     # `remaining` counts the `ties` already served too
     versions, remaining = (ctx.tx or ctx.store).history(q)
@@ -89,6 +97,21 @@ def history(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
         "entry": [_entry(req.base_url, v) for v in versions],
     }
     return FhirResponse(200, resource=bundle)
+
+
+def _visible_condition(
+    ctx: Context, req: FhirRequest, source: Queryable, res_type: str | None
+) -> tuple[str | None, list[Any]]:
+    """The SQL condition on the current row `r` of a resource for its versions to be listed:
+    the caller's search restrictions, judged by what the resource is now (a deleted resource
+    has no index rows, so a compartment grant lists none of its versions)."""
+    found = restrictions(ctx, req, "search")
+    if not found:
+        return None, []
+    args: list[Any] = []
+    cond = QueryBuilder(source.dialect).restricted("r", (res_type,) if res_type else (),
+                                                   found, args)
+    return (None, []) if cond == "1 = 1" else (cond, args)
 
 
 def _entry(base_url: str, v: StoredResource) -> dict[str, Any]:

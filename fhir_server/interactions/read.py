@@ -1,8 +1,11 @@
 """read and vread (https://hl7.org/fhir/R4/http.html#read, #vread), with conditional read
-(If-None-Match, If-Modified-Since: https://hl7.org/fhir/R4/http.html#cread)."""
+(If-None-Match, If-Modified-Since: https://hl7.org/fhir/R4/http.html#cread). A caller
+restricted to some resources (fhir_server.access) gets 403 for any other, and for a deleted
+one (a deletion has no index rows to decide by)."""
 
 from __future__ import annotations
 
+from fhir_server.access import require_visible
 from fhir_server.context import Context
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.responses import gone, not_found, parse_etag, version_headers
@@ -17,9 +20,11 @@ def read(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
         definition = ctx.operations.definition(route.res_id)
         if definition is not None:  # the server's own operations, from its registry
             return FhirResponse(200, resource=definition)
-    stored = (ctx.tx or ctx.store).read(route.res_type, route.res_id)
+    source = ctx.tx or ctx.store
+    stored = source.read(route.res_type, route.res_id)
     if stored is None:
         raise not_found(route.res_type, route.res_id)
+    require_visible(ctx, source, "read", route.res_type, route.res_id)
     if stored.deleted:
         raise gone(stored)
     headers = version_headers(req, stored)
@@ -39,9 +44,11 @@ def vread(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     assert route.res_type and route.res_id and route.version is not None
     if not route.version.isdigit():
         raise not_found(route.res_type, route.res_id, route.version)
-    stored = (ctx.tx or ctx.store).vread(route.res_type, route.res_id, int(route.version))
+    source = ctx.tx or ctx.store
+    stored = source.vread(route.res_type, route.res_id, int(route.version))
     if stored is None:
         raise not_found(route.res_type, route.res_id, route.version)
+    require_visible(ctx, source, "read", route.res_type, route.res_id)
     if stored.deleted:
         raise gone(stored)
     return FhirResponse(200, raw=stored.body, headers=version_headers(req, stored))

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
+from fhir_server.access import restrictions
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, operation_outcome
 from fhir_server.request import FhirRequest, FhirResponse
@@ -52,6 +53,8 @@ def search(
     )
     if compartment is not None and not request.types:
         request.types = compartment_resource_types(compartment[0])
+    request.restriction = restrictions(ctx, req, "search")
+    request.include_restriction = restrictions(ctx, req, "read")
     result = ctx.search_engine.execute(source, request)
     bundle = searchset(req, res_type, compartment, result, source)
     return FhirResponse(200, resource=bundle)

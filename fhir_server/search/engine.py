@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import FhirError, Issue
@@ -15,6 +17,9 @@ from fhir_server.search.parse import parse_search
 from fhir_server.search.query import QueryBuilder, Sql
 from fhir_server.store.base import Queryable
 from resources.compartments import compartment_resource_types, is_compartment_type
+
+if TYPE_CHECKING:
+    from fhir_server.access import Restriction
 
 
 @dataclass
@@ -41,13 +46,18 @@ class SearchEngine:
         strict: bool = False,
         compartment: tuple[str, str] | None = None,
         base_url: str | None = None,
+        restriction: Sequence[Restriction] = (),
     ) -> SearchResult:
-        """Search `res_type` (None: all types or `_type`; with a compartment: every type in it)."""
+        """Search `res_type` (None: all types or `_type`; with a compartment: every type in it).
+        `restriction` (fhir_server.access.restrictions for "search" of the request being
+        served) limits the matches, total, chains, _has and includes to what the caller may
+        see: operations that search on behalf of a caller pass it."""
         if compartment is not None and not is_compartment_type(compartment[0]):
             raise FhirError.of(404, "not-found", f"{compartment[0]} is not a compartment type")
         req = parse_search(res_type, params, strict, compartment, base_url)
         if compartment is not None and not req.types:
             req.types = compartment_resource_types(compartment[0])
+        req.restriction = req.include_restriction = tuple(restriction)
         return self.execute(q, req)
 
     def execute(self, q: Queryable, req: SearchRequest) -> SearchResult:
@@ -60,8 +70,43 @@ class SearchEngine:
         if req.total != "none" or req.summary == "count":
             rows = q.query(f"SELECT COUNT(*) FROM resources r WHERE {where.text}", where.args)
             result.total = int(rows[0][0])
-        result.include_pks = resolve_includes(q, req.includes, result.pks)
+        allowed = None
+        if req.include_restriction:
+            allowed = partial(self._allowed, q, restrictions=req.include_restriction)
+        result.include_pks = resolve_includes(q, req.includes, result.pks, allowed)
         return result
+
+    def _allowed(
+        self, q: Queryable, pks: list[int], restrictions: Sequence[Restriction]
+    ) -> set[int]:
+        """Those of `pks` (current resources) every restriction allows."""
+        out: set[int] = set()
+        for i in range(0, len(pks), 500):
+            chunk = pks[i : i + 500]
+            b = QueryBuilder(q.dialect)
+            args: list[Any] = list(chunk)
+            cond = b.restricted("r", (), restrictions, args)
+            sql = f"SELECT r.pk FROM resources r WHERE r.pk IN ({', '.join('?' * len(chunk))}) " \
+                  f"AND {cond}"
+            out.update(int(row[0]) for row in q.query(sql, args))
+        return out
+
+    def visible(
+        self, q: Queryable, res_type: str, res_id: str, restrictions: Sequence[Restriction]
+    ) -> bool:
+        """Whether the current `res_type/res_id` is allowed by every restriction (as indexed
+        in `q`: an open write transaction sees its own writes). A deleted resource has no index
+        rows, so a compartment or criteria grant does not allow it."""
+        if not restrictions:
+            return True
+        b = QueryBuilder(q.dialect)
+        args: list[Any] = [res_type, res_id]
+        cond = b.restricted("r", (res_type,), restrictions, args)
+        if cond == "1 = 1":
+            return True
+        rows = q.query(f"SELECT 1 FROM resources r WHERE r.res_type = ? AND r.res_id = ? "
+                       f"AND {cond}", args)
+        return bool(rows)
 
     def _page(
         self, q: Queryable, b: QueryBuilder, req: SearchRequest, where: Sql, result: SearchResult
@@ -115,6 +160,7 @@ class SearchEngine:
         res_type: str,
         query: str | list[tuple[str, str]],
         limit: int | None = None,
+        restriction: Sequence[Restriction] = (),
     ) -> list[tuple[int, str]]:
         """(pk, id) of `res_type` resources matching a conditional-operation query such as
         ``identifier=http://x|1`` (a query string or decoded pairs;
@@ -125,6 +171,7 @@ class SearchEngine:
         else:
             params = list(query)
         req = parse_search(res_type, params, strict=True)
+        req.restriction = tuple(restriction)
         if not req.criteria:
             raise FhirError.of(
                 400, "invalid", f"The conditional query on {res_type} has no search criteria"

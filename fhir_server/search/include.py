@@ -3,7 +3,7 @@ reference index rows of the page's resources, repeated for ``:iterate``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -99,9 +99,15 @@ def _reverse(q: Queryable, inc: Include, pks: list[int]) -> list[int]:
     return out
 
 
-def resolve_includes(q: Queryable, includes: list[Include], pks: list[int]) -> list[int]:
+def resolve_includes(
+    q: Queryable,
+    includes: list[Include],
+    pks: list[int],
+    allowed: Callable[[list[int]], set[int]] | None = None,
+) -> list[int]:
     """pks of resources included by `includes` for the matches `pks`, in discovery order,
-    without the matches themselves."""
+    without the matches themselves. `allowed` keeps those the caller may see (each round, so
+    `:iterate` never walks through a resource it may not see)."""
     if not includes or not pks:
         return []
     seen = set(pks)
@@ -118,6 +124,9 @@ def resolve_includes(q: Queryable, includes: list[Include], pks: list[int]) -> l
                 if pk not in seen:
                     seen.add(pk)
                     new.append(pk)
+        if allowed is not None and new:
+            keep = allowed(new)
+            new = [pk for pk in new if pk in keep]
         found.extend(new)
         if len(found) >= MAX_INCLUDED:
             return found[:MAX_INCLUDED]

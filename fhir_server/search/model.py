@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from fhir_server.errors import Issue
 from resources.search_parameters import SearchParameter
+
+if TYPE_CHECKING:
+    from fhir_server.access import Restriction
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 # the types that take PREFIXES (https://hl7.org/fhir/R4/search.html#prefix)
@@ -193,3 +196,7 @@ class SearchRequest:
     compartment: tuple[str, str] | None = None
     applied: list[tuple[str, str]] = field(default_factory=list)  # for the self link
     warnings: list[Issue] = field(default_factory=list)
+    # fhir_server.access: what the caller may see, applied in SQL to the matches, the total,
+    # chain targets and _has sources (restriction) and to included resources (include_...)
+    restriction: tuple[Restriction, ...] = ()
+    include_restriction: tuple[Restriction, ...] = ()

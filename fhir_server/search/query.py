@@ -8,8 +8,9 @@ sub-selects over idx_reference joined to resources. Text uses ``?`` placeholders
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_server.search.indexer import OF_TYPE_SUFFIX, TABLE_OF_TYPE, WORD_PARAMS
 from fhir_server.search.model import (
@@ -39,6 +40,9 @@ from fhir_server.search.values import CANONICAL_MARK
 from fhir_server.store.dialect import Dialect
 from resources.compartments import SELF, compartment_params
 from resources.search_parameters import SearchParameter, resource_types
+
+if TYPE_CHECKING:
+    from fhir_server.access import Grant, Restriction
 
 TEXT_LAST = "\U0010ffff"  # sorts after any text: nulls last in ascending text sorts
 INT_LAST = DATE_MAX + 1
@@ -111,6 +115,7 @@ class QueryBuilder:
     def __init__(self, dialect: Dialect) -> None:
         self.d = dialect
         self.n = 0
+        self.restriction: tuple[Restriction, ...] = ()  # applied to chain targets, _has sources
 
     def _alias(self, prefix: str) -> str:
         self.n += 1
@@ -144,16 +149,113 @@ class QueryBuilder:
         args: list[Any] = []
         conds = [f"{alias}.deleted = {self.false}"]
         driver = self.driver(req.criteria)
+        self.restriction = req.restriction
         if req.types:
             column = f"{alias}.res_type"
-            if driver is not None:
+            if driver is not None or req.compartment is not None:
                 column = self.d.unindexed(column)
             conds.append(self._type_filter(column, req.types, args))
         for crit in req.criteria:
             conds.append(self.criterion(alias, req.types, crit, args, drive=crit is driver))
         if req.compartment is not None:
             conds.append(self.compartment(alias, req.types, req.compartment, args))
+        if req.restriction:
+            drive = driver is None and req.compartment is None
+            conds.append(self.restricted(alias, req.types, req.restriction, args, drive))
         return Sql(" AND ".join(conds), args)
+
+    # --- access restrictions (fhir_server.access) ------------------------------------------
+
+    def restricted(
+        self,
+        alias: str,
+        types: Sequence[str],
+        restrictions: Sequence[Restriction],
+        args: list[Any],
+        drive: bool = False,
+    ) -> str:
+        """`alias` (a resources row of one of `types`; every type when empty) is allowed by
+        every restriction. `drive`: the restriction may start the search (no other criterion
+        does), so compartment membership is an index probe by target; otherwise a probe of
+        the row's own reference rows."""
+        saved, self.restriction = self.restriction, ()  # a grant's criteria are not restricted
+        try:
+            conds = [self._restriction(alias, tuple(types) or tuple(resource_types()), r, args,
+                                       drive) for r in restrictions]
+        finally:
+            self.restriction = saved
+        return conds[0] if len(conds) == 1 else "(" + " AND ".join(conds) + ")"
+
+    def _restriction(
+        self, alias: str, types: tuple[str, ...], r: Restriction, args: list[Any], drive: bool
+    ) -> str:
+        whole = [t for t in types if r.whole_type(t)]
+        if len(whole) == len(types):
+            return "1 = 1"
+        parts: list[str] = []
+        if whole:
+            parts.append(self._type_filter(f"{alias}.res_type", tuple(whole), args))
+        for g in r.grants:
+            if g.whole:
+                continue
+            covered = [t for t in types if g.covers(t) and t not in whole]
+            if g.compartment is not None:
+                ctype = g.compartment[0]
+                covered = [t for t in covered if t == ctype or compartment_params(ctype, t)]
+            if covered:
+                parts.append(self._grant(alias, tuple(covered), g, args, drive))
+        return "(" + " OR ".join(parts) + ")" if parts else "1 = 0"
+
+    def _grant(
+        self, alias: str, types: tuple[str, ...], g: Grant, args: list[Any], drive: bool
+    ) -> str:
+        """Rows of `types` inside grant `g`: members of its compartment, matching its criteria."""
+        from fhir_server.search.parse import parse_search
+
+        per_type: list[str] = []
+        for t in types:
+            conds = [f"{alias}.res_type = ?"]
+            args.append(t)
+            if g.compartment is not None:
+                conds.append(self._member(alias, t, g.compartment, args, drive))
+            if g.criteria:
+                parsed = parse_search(t, list(g.criteria), strict=True)
+                conds.extend(self.criterion(alias, (t,), c, args, drive=False)
+                             for c in parsed.criteria)
+            per_type.append("(" + " AND ".join(conds) + ")")
+        return "(" + " OR ".join(per_type) + ")"
+
+    def _member(
+        self, alias: str, res_type: str, comp: tuple[str, str], args: list[Any], drive: bool
+    ) -> str:
+        """`alias` (of `res_type`) is in compartment `comp`
+        (https://hl7.org/fhir/R4/compartmentdefinition.html)."""
+        ctype, cid = comp
+        all_params = compartment_params(ctype, res_type)
+        params = [p for p in all_params if p != SELF]
+        alts: list[str] = []
+        if params:
+            i = self._alias("m")
+            marks = ", ".join("?" * len(params))
+            if drive:
+                args.extend([res_type, *params, cid, ctype])
+                alts.append(
+                    f"{alias}.pk IN (SELECT {i}.res_pk FROM idx_reference {i} "
+                    f"WHERE {i}.res_type = ? AND {i}.param IN ({marks}) "
+                    f"AND {i}.target_id = ? AND {i}.target_type = ?)"
+                )
+            else:
+                args.extend([*params, ctype, cid])
+                alts.append(
+                    f"EXISTS (SELECT 1 FROM idx_reference {i} WHERE {i}.res_pk = {alias}.pk "
+                    f"AND {i}.param IN ({marks}) AND {i}.target_type = ? AND {i}.target_id = ?)"
+                )
+        if SELF in all_params or res_type == ctype:  # the compartment's own resource
+            args.append(cid)
+            alts.append(f"{alias}.res_id = ?")
+        if not alts:
+            return "1 = 0"
+        return alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")"
 
     @staticmethod
     def driver(criteria: list[Criterion]) -> Criterion | None:
@@ -208,9 +310,10 @@ class QueryBuilder:
         per_target: list[str] = []
         for t, inner in c.targets:
             sub_args.append(t)
-            per_target.append(
-                f"({tgt}.res_type = ? AND {self.criterion(tgt, (t,), inner, sub_args, drive)})"
-            )
+            cond = self.criterion(tgt, (t,), inner, sub_args, drive)
+            if self.restriction:  # a chain may only look at targets the caller may see
+                cond += " AND " + self.restricted(tgt, (t,), self.restriction, sub_args)
+            per_target.append(f"({tgt}.res_type = ? AND {cond})")
         args.extend(sub_args)
         tables = {tgt: f"resources {tgt}", ref: f"idx_reference {ref}"}
         body = (
@@ -234,6 +337,8 @@ class QueryBuilder:
         if not drive:
             args.extend([h.source_type, h.ref_code])
             inner = self.criterion(src, (h.source_type,), h.inner, args, drive=False)
+            if self.restriction:  # _has may only look at sources the caller may see
+                inner += " AND " + self.restricted(src, (h.source_type,), self.restriction, args)
             return (
                 f"EXISTS (SELECT 1 FROM idx_reference {ref} CROSS JOIN resources {src} "
                 f"WHERE {ref}.res_type = ? AND {ref}.param = ? "
@@ -242,6 +347,8 @@ class QueryBuilder:
             )
         tgt = self._alias("t")
         inner = self.criterion(src, (h.source_type,), h.inner, args)
+        if self.restriction:
+            inner += " AND " + self.restricted(src, (h.source_type,), self.restriction, args)
         args.extend([h.source_type, h.ref_code])
         target = self._type_filter(f"{tgt}.res_type", types, args) if types else "1 = 1"
         return (

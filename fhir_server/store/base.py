@@ -38,6 +38,10 @@ class HistoryQuery:
     until_us: int | None = None  # versions made at or before (keeps pages stable while writing)
     count: int = 50
     offset: int = 0
+    # only versions of resources whose current row `r` (table resources) satisfies this SQL
+    # condition (with `?` placeholders and its arguments): what the caller may see
+    visible_sql: str | None = None
+    visible_args: tuple[Any, ...] = ()
 
 
 class Queryable(Protocol):

@@ -204,6 +204,10 @@ class SqlOps:
                 "AND n.res_id = v.res_id AND n.version > v.version AND n.last_updated_us <= ?)"
             )
             args.append(q.at_range[0])
+        if q.visible_sql is not None:
+            where.append("EXISTS (SELECT 1 FROM resources r WHERE r.res_type = v.res_type "
+                         f"AND r.res_id = v.res_id AND {q.visible_sql})")
+            args.extend(q.visible_args)
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         total = int(self.query(f"SELECT COUNT(*) FROM resource_versions v {clause}", args)[0][0])
         rows = self.query(

@@ -70,7 +70,8 @@ def bclient(store: ResourceStore, db_url: str, tmp_path: Path) -> FlaskClient:
     folder = tmp_path / "tables"
     folder.mkdir()
     _test_tables(folder)
-    app = create_app(Config(db_url=db_url, billing_tables=(str(folder),)), store=store)
+    app = create_app(Config(db_url=db_url, auth=False, billing_tables=(str(folder),)),
+                     store=store)
     return app.test_client()
 
 
@@ -820,7 +821,8 @@ def test_a_bad_table_stops_the_server_naming_it(store: ResourceStore, db_url: st
 
     (tmp_path / "acme-fees.json").write_text('{"kind": "fees", "payer": "acme"')
     with pytest.raises(TableError, match="acme-fees.json"):
-        create_app(Config(db_url=db_url, billing_tables=(str(tmp_path),)), store=store)
+        create_app(Config(db_url=db_url, auth=False, billing_tables=(str(tmp_path),)),
+                   store=store)
 
 
 def test_fhirpy_submits_a_claim_and_reads_it_back(app: Any, server: Any) -> None:

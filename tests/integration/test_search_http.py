@@ -32,7 +32,7 @@ def live(
     else:
         url = pg_server().new_database()
     store = open_store(url)
-    app = create_app(Config(db_url=url), store=store)
+    app = create_app(Config(db_url=url, auth=False), store=store)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
