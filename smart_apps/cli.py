@@ -16,7 +16,15 @@ from typing import Any
 from fhir_server.app import open_store
 from smart_apps import keys as signing_keys
 from smart_apps.passwords import hash_password
-from smart_apps.records import AuthRecords, ClientRecord, LaunchRecord, digest, new_secret, now_us
+from smart_apps.records import (
+    AuthRecords,
+    ClientRecord,
+    LaunchRecord,
+    digest,
+    new_client_id,
+    new_secret,
+    now_us,
+)
 from smart_apps.scopes import is_known, split_scope
 
 _FHIR_USER = re.compile(r"(Practitioner|Patient|RelatedPerson|Person|PractitionerRole)/"
@@ -94,7 +102,7 @@ def apps_register(args: argparse.Namespace) -> int:
               "--jwks-file or --jwks-url", file=sys.stderr)
         return 2
     rec = ClientRecord(
-        client_id=new_secret(16), name=args.name,
+        client_id=new_client_id(), name=args.name,
         secret_hash=digest(secret) if secret else None, auth_method=method,
         redirect_uris=tuple(args.redirect_uri or ()), launch_url=args.launch_url, jwks=jwks,
         jwks_url=args.jwks_url, backend=args.backend,

@@ -34,6 +34,12 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
+def new_client_id() -> str:
+    """A random client id: hex, so it never starts with '-' (it is typed into commands such as
+    `telefhir apps launch CLIENT_ID`) and needs no escaping anywhere."""
+    return secrets.token_hex(16)
+
+
 DDL = (
     """CREATE TABLE IF NOT EXISTS smart_clients (
         client_id TEXT PRIMARY KEY,
