@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -92,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reindex.add_argument("--db", default=default_db)
     reindex.add_argument("--type", default=None, help="only this resource type")
     reindex.set_defaults(fn=_reindex)
+
+    # `telefhir hl7 ...`, imported by name (fhir_server imports no package above it)
+    importlib.import_module("hl7v2_gateway.cli").add_parser(sub, default_db)
 
     args = parser.parse_args(argv)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_PLUGINS = ("operations.registry",)
+DEFAULT_PLUGINS = ("operations.registry", "hl7v2_gateway.plugin")
 """Modules whose `install(ctx)` wires their hooks and registries into each server context, in
 order (the composition root imports them by name, so fhir_server imports none of them)."""
 

@@ -24,6 +24,7 @@ from fhir_server.principal import internal
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.store.base import StoreTx
 from fhir_server.timeutil import parse_instant_us, to_instant
+from hl7v2_gateway.outbox import APPLYING_V2
 from hl7v2_gateway.plan import Plan, Planned
 from operations.registry import CANONICAL_BASE
 
@@ -95,6 +96,13 @@ class Applier:
         return found[0] if found else None
 
     def apply(self, plan: Plan) -> Applied:
+        token_ = APPLYING_V2.set(True)
+        try:
+            return self._apply(plan)
+        finally:
+            APPLYING_V2.reset(token_)
+
+    def _apply(self, plan: Plan) -> Applied:
         entries: list[dict[str, Any]] = []
         refs: dict[str, str] = {}
         stamp = to_instant(plan.message_time_us) if plan.message_time_us is not None else None

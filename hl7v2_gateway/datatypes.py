@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hl7v2_gateway.er7 import Rep, Segment
-from hl7v2_gateway.errors import Hl7Error
 from hl7v2_gateway.settings import GatewaySettings
 from hl7v2_gateway.timefmt import BadTime, V2Time, parse_dtm
 
@@ -243,7 +242,7 @@ class Mapper:
         """XCN[Practitioner]: (identifier, the Practitioner's elements); None if empty."""
         if rep.empty or rep.is_null or not (rep.c(1) or rep.c(2)):
             return None
-        ident = None
+        ident: dict[str, Any] | None = None
         if rep.c(1):
             system = self.system_of(rep.comp(9)) if rep.c(9) else None
             if system is None:

@@ -25,7 +25,7 @@ from fhir_server.errors import FhirError
 from fhir_server.writes import check_resource
 from hl7v2_gateway import inbox
 from hl7v2_gateway.ack import AckDecision, build_ack, not_hl7_ack, response_code
-from hl7v2_gateway.apply import ApplyFailed, Applier
+from hl7v2_gateway.apply import Applier, ApplyFailed
 from hl7v2_gateway.er7 import Message
 from hl7v2_gateway.errors import Hl7Error
 from hl7v2_gateway.mapping import map_message

@@ -74,10 +74,10 @@ def mdm(src: Source) -> None:
                 if text:
                     texts.append(text)
     if texts:
-        data = "\n".join(texts).encode("utf-8")
+        doc = "\n".join(texts).encode("utf-8")
         contents.insert(0, {"attachment": {"contentType": "text/plain; charset=utf-8",
-                                           "data": base64.b64encode(data).decode(),
-                                           "size": len(data)}})
+                                           "data": base64.b64encode(doc).decode(),
+                                           "size": len(doc)}})
     if not contents:
         obxs = src.msg.all("OBX")
         if not obxs:

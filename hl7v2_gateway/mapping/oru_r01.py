@@ -88,8 +88,8 @@ def observation_value(src: Source, obx: Segment) -> dict[str, Any]:
     if vtype == "SN":
         return _structured_numeric(src, obx, first, unit)
     if vtype in ("DT", "TS", "DTM"):
-        t = m.time(obx, 5, first)
-        return {"valueDateTime": t.fhir} if t else {}
+        when = m.time(obx, 5, first)
+        return {"valueDateTime": when.fhir} if when else {}
     if vtype == "TM":
         text = first.c(1) or ""
         mt = re.match(r"^(\d{2})(\d{2})?(\d{2})?", text)
