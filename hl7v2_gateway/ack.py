@@ -60,15 +60,15 @@ def response_code(msg: Message | None, decision: AckDecision) -> str | None:
     if msg is None or not msg.enhanced:
         return decision.code
     success = decision.code == "AA"
-    accept = msg.msh.value(15)
+    accept = msg.ack_condition(15)
     if accept and _wanted(accept, success):
         return _accept_code(decision.code)
     if accept and not _wanted(accept, success):
-        application = msg.msh.value(16)
+        application = msg.ack_condition(16)
         if application and _wanted(application, success):
             return decision.code
         return None
-    return decision.code if _wanted(msg.msh.value(16), success) else None
+    return decision.code if _wanted(msg.ack_condition(16), success) else None
 
 
 def build_ack(msg: Message | None, code: str, errors: tuple[Hl7Error, ...] = (),
@@ -119,6 +119,22 @@ def _err_segment(err: Hl7Error, enc: Encoding, version: str) -> str:
     return f.join(["ERR", c.join(parts)])
 
 
-def not_hl7_ack(reason: str, own_application: str = "telefhir") -> str:
-    """The AR answered to bytes that are not an HL7 v2 message at all."""
-    return build_ack(None, "AR", (Hl7Error(100, reason, reject=True),), own_application)
+def not_hl7_ack(err: Hl7Error, text: str = "", own_application: str = "telefhir") -> str:
+    """The AR answered to bytes that are not a usable HL7 v2 message. When they start like an
+    MSH with `|` fields, its control id, parties and version are echoed as far as they can be
+    read, so that the sender can tell which message was refused."""
+    first = text.lstrip("\ufeff\r\n").split("\r", 1)[0].split("\n", 1)[0]
+    fields = first.split("|") if first.startswith("MSH|") else []
+    if len(fields) < 10:
+        return build_ack(None, "AR", (err,), own_application)
+
+    def f(n: int) -> str:  # MSH-n, n >= 3
+        v = fields[n - 1] if len(fields) >= n else ""
+        return v if all(c not in v for c in "\r\n\x0b\x1c") else ""
+
+    version = f(12).split("^")[0]
+    version = version if version[:2] == "2." and len(version) <= 6 else "2.5"
+    msh = ["MSH", "^~\\&", f(5) or own_application, f(6), f(3), f(4), now_dtm(), "", "ACK",
+           new_control_id(), f(11)[:1] or "P", version]
+    parts = "|".join(msh) + "\r" + f"MSA|AR|{f(10)[:199]}\r"
+    return parts + _err_segment(err, DEFAULT_ENCODING, version) + "\r"

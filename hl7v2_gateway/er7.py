@@ -309,4 +309,9 @@ class Message:
     @property
     def enhanced(self) -> bool:
         """Enhanced acknowledgment mode: MSH-15 or MSH-16 is valued (HL7 v2.5 2.9.3)."""
-        return bool(self.msh.value(15) or self.msh.value(16))
+        return bool(self.ack_condition(15) or self.ack_condition(16))
+
+    def ack_condition(self, n: int) -> str | None:
+        """MSH-15 (accept) or MSH-16 (application) acknowledgment type (table 0155)."""
+        value = (self.msh.value(n) or "").strip().upper()
+        return value or None

@@ -37,11 +37,14 @@ PROCESSING_IDS = {"P", "T", "D"}
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """The message text and the codec to answer in: UTF-8, else ISO 8859-1 (MSH-18 8859/1)."""
+    """The message text and the codec to answer in: UTF-8, else ISO 8859-1 (MSH-18 8859/1).
+    NUL characters (which no HL7 message holds and PostgreSQL text cannot store) become
+    U+FFFD."""
     try:
-        return data.decode("utf-8"), "utf-8"
+        text, codec = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+        text, codec = data.decode("latin-1"), "latin-1"
+    return text.replace("\x00", "\ufffd"), codec
 
 
 @dataclass
@@ -120,7 +123,7 @@ class Gateway:
 
     def _not_hl7(self, text: str, codec: str, err: Hl7Error, peer: str | None) -> Decision:
         reason = str(err)
-        ack = not_hl7_ack(err.text, self.settings.application)
+        ack = not_hl7_ack(err, text, self.settings.application)
         received = inbox.Received(raw=text[:1_000_000], sender_key="?", control_id=None,
                                   message_type=None, status="error", ack=ack, ack_code="AR",
                                   reason=reason, location=err.location or None, peer=peer)

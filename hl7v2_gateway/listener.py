@@ -23,6 +23,10 @@ from hl7v2_gateway.gateway import Decision, Gateway
 from hl7v2_gateway.mllp import Frame, Garbage, MllpFramer, TooLarge, frame
 
 log = logging.getLogger("telefhir.hl7")
+COMMIT_ACK = frame(b"\x06")
+"""MLLP release 2's commit acknowledgement block (<VT><ACK><FS><CR>): sent, once the message
+is safe in the inbox, when MSH-15/MSH-16 ask for no HL7 acknowledgment, so that a sender
+waiting for an answer is never left hanging."""
 
 
 class InboxWriter:
@@ -65,19 +69,27 @@ class InboxWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[Decision, Future[Decision]]]) -> None:
-        for attempt in range(5):
-            try:
-                self.gateway.record([d for d, _ in batch])
-                break
-            except Exception as exc:  # the store is down: no ACK leaves, the sender resends
-                if attempt == 4:
-                    log.exception("recording %d messages failed", len(batch))
-                    for _, fut in batch:
-                        fut.set_exception(exc)
-                    return
-                time.sleep(0.2 * (attempt + 1))
-        for d, fut in batch:
-            fut.set_result(d)
+        try:
+            self.gateway.record([d for d, _ in batch])
+        except Exception:
+            # one at a time, so that one message the store refuses fails alone; a store that
+            # is down gets a few tries, then no ACK leaves (the connection closes, the sender
+            # sends again)
+            for d, fut in batch:
+                for attempt in range(4):
+                    try:
+                        self.gateway.record([d])
+                        fut.set_result(d)
+                        break
+                    except Exception as exc:
+                        if attempt == 3:
+                            log.exception("recording a message failed")
+                            fut.set_exception(exc)
+                        else:
+                            time.sleep(0.25 * (attempt + 1))
+        else:
+            for d, fut in batch:
+                fut.set_result(d)
         if self.on_commit is not None:
             self.on_commit()
 
@@ -176,4 +188,6 @@ class MllpListener:
         ack = done.received.ack
         if ack:
             writer.write(frame(ack.encode(d.codec, errors="replace")))
-            await writer.drain()
+        else:  # the sender asked for no HL7 acknowledgment: MLLP's commit acknowledgment
+            writer.write(COMMIT_ACK)
+        await writer.drain()

@@ -41,7 +41,7 @@ class GatewaySettings:
     application: str = "telefhir"  # our MSH-3/MSH-4 when the sender left MSH-5/6 empty
     facility: str = ""
     timezone: str = "UTC"  # zone of v2 times written without an offset
-    max_message_bytes: int = 16 * 1024 * 1024
+    max_message_bytes: int = 8 * 1024 * 1024
     idle_timeout: float = 300.0  # seconds a connection may stay silent
     identifier_systems: dict[str, str] = field(default_factory=dict)
     default_system_base: str = DEFAULT_SYSTEM_BASE
