@@ -192,9 +192,8 @@ class Mapper:
         """XAD[Address]."""
         if rep.empty or rep.is_null:
             return None
-        line = [x for x in (rep.s(1, 1), rep.c(2)) if x]
-        if rep.s(1, 1) is None and rep.c(1):
-            line.insert(0, rep.c(1) or "")
+        street = " ".join(x for x in (rep.s(1, 1), rep.s(1, 2), rep.s(1, 3)) if x)
+        line = [x for x in (street, rep.c(2)) if x]
         addr_type = (rep.c(7) or "").upper()
         use = {"H": "home", "B": "work", "O": "work", "C": "temp", "BA": "billing",
                "M": None, "P": None}.get(addr_type)
@@ -202,7 +201,7 @@ class Mapper:
         out = _compact({
             "use": use, "type": atype, "line": line or None, "city": (rep.c(3) or "").strip(),
             "state": rep.c(4), "postalCode": rep.c(5), "country": rep.c(6),
-            "district": rep.c(9),
+            "district": rep.s(9, 1),
         })
         return out or None
 
@@ -222,17 +221,18 @@ class Mapper:
             value = rep.c(4) or rep.c(1)
             system = "email"
         else:
-            parts = [rep.c(5), rep.c(6), rep.c(7)]
-            if rep.c(7):
-                cc, area, local = parts
-                value = " ".join(x for x in (f"+{cc}" if cc else None, f"({area})" if area
-                                             else None, local) if x)
+            cc, area, local = rep.c(5), rep.c(6), rep.c(7)
+            if rep.c(12):
+                value = rep.c(12)
+            elif local:
+                value = " ".join(x for x in (f"+{cc}" if cc else None,
+                                             f"({area})" if area else None, local) if x)
                 if rep.c(8):
                     value += f" ext. {rep.c(8)}"
             else:
-                value = rep.c(12) or rep.c(1)
+                value = rep.c(1)
             system = system or "phone"
-        if equip == "CP" and use is None:
+        if equip == "CP" and use_code not in ("WPN", "PRS"):
             use = "mobile"
         if not value:
             return None

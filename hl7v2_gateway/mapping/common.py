@@ -200,7 +200,7 @@ def encounter_identifier(src: Source, pv1: Segment) -> dict[str, Any] | None:
         pid = src.msg.first("PID")
         if pid is not None:
             ident = src.m.identifier(pid.rep(18))
-    if ident is not None:
+    if ident is not None and "type" not in ident:
         ident["type"] = {"coding": [{"system": f"{V2_TABLE}0203", "code": "VN"}]}
     return ident
 

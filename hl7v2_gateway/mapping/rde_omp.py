@@ -33,7 +33,8 @@ def _group(src: Source, orc: Segment, names: tuple[str, ...]) -> list[Segment]:
 def medication_request(src: Source, orc: Segment, pat: str, enc: str | None) -> str | None:
     m = src.m
     segs = _group(src, orc, ("RXE", "RXO", "RXR", "TQ1"))
-    rx = next((s for s in segs if s.name in ("RXE", "RXO")), None)
+    wanted = ("RXE", "RXO") if src.msg.message_type == "RDE" else ("RXO",)
+    rx = next((s for name in wanted for s in segs if s.name == name), None)
     if rx is None:
         return None
     rxe = rx.name == "RXE"
