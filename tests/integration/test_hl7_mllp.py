@@ -257,7 +257,8 @@ def test_frame_that_never_ends_is_answered_at_the_idle_timeout(db_url: str,
 
 def test_ten_megabyte_message_is_refused_and_others_go_on(db_url: str, tmp_path: Path) -> None:
     fhir = Fhir(db_url)
-    big = original_mode(sample("MDM-T02-01.hl7", "BIG")).rstrip("\r") + "\rOBX|9|TX|||" + "x" * 10_000_000
+    big = original_mode(sample("MDM-T02-01.hl7", "BIG")).rstrip("\r")
+    big += "\rOBX|9|TX|||" + "x" * 10_000_000
     with listening(db_url, tmp_path) as node:
         done: dict[str, str] = {}
 
