@@ -25,7 +25,7 @@ from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.store.base import StoreTx
 from fhir_server.timeutil import parse_instant_us, to_instant
 from hl7v2_gateway.outbox import APPLYING_V2
-from hl7v2_gateway.plan import Plan, Planned
+from hl7v2_gateway.plan import Plan
 from operations.registry import CANONICAL_BASE
 
 PRINCIPAL = internal("hl7v2-gateway")
@@ -79,21 +79,42 @@ class Applier:
                                                   BASE_URL, principal=PRINCIPAL))
 
     def search(self, res_type: str, query: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        resp = self.request("GET", res_type, [*query, ("_count", "100")])
+        resp = self.request("GET", res_type, [*query, ("_count", "1000")])
         body = _json(resp)
         if resp.status != 200:
             raise ApplyFailed(resp.status, _diagnostics(body))
         return [e["resource"] for e in body.get("entry", [])
                 if e.get("search", {}).get("mode", "match") == "match"]
 
-    def find(self, p: Planned) -> dict[str, Any] | None:
-        assert p.ident is not None
-        self.tx.lock(f"hl7v2:{p.res_type}|{p.ident.get('system')}|{p.ident['value']}")
-        found = self.search(p.res_type, [("identifier", token(p.ident))])
-        if len(found) > 1:
-            ids = ", ".join(f"{p.res_type}/{r['id']}" for r in found)
-            raise ApplyFailed(412, f"identifier {token(p.ident)} matches several resources: {ids}")
-        return found[0] if found else None
+    def prefetch(self, plan: Plan) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The stored resource of each planned identifier: one search per resource type
+        (identifiers OR-ed), under a lock per identifier taken in sorted order (so that two
+        writers never wait for each other's locks in a cycle)."""
+        wanted = sorted({(p.res_type, str(p.ident.get("system", "")), str(p.ident["value"]))
+                         for p in plan.items.values() if p.ident is not None})
+        for res_type, system, value in wanted:
+            self.tx.lock(f"hl7v2:{res_type}|{system}|{value}")
+        by_type: dict[str, list[tuple[str, str]]] = {}
+        for res_type, system, value in wanted:
+            by_type.setdefault(res_type, []).append((system, value))
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for res_type, idents in by_type.items():
+            for i in range(0, len(idents), 50):
+                chunk = idents[i:i + 50]
+                tokens = ",".join(token({"system": s, "value": v}) for s, v in chunk)
+                keys = set(chunk)
+                for res in self.search(res_type, [("identifier", tokens)]):
+                    for ident in res.get("identifier") or []:
+                        k = (str(ident.get("system", "")), str(ident.get("value")))
+                        if k not in keys:
+                            continue
+                        have = found.get((res_type, *k))
+                        if have is not None and have["id"] != res["id"]:
+                            raise ApplyFailed(412, f"identifier {k[0]}|{k[1]} matches several "
+                                                   f"resources: {res_type}/{have['id']}, "
+                                                   f"{res_type}/{res['id']}")
+                        found[(res_type, *k)] = res
+        return found
 
     def apply(self, plan: Plan) -> Applied:
         token_ = APPLYING_V2.set(True)
@@ -106,8 +127,12 @@ class Applier:
         entries: list[dict[str, Any]] = []
         refs: dict[str, str] = {}
         stamp = to_instant(plan.message_time_us) if plan.message_time_us is not None else None
+        found = self.prefetch(plan)
         for p in plan.items.values():
-            existing = self.find(p) if p.ident is not None else None
+            existing = None
+            if p.ident is not None:
+                existing = found.get((p.res_type, str(p.ident.get("system", "")),
+                                      str(p.ident["value"])))
             if existing is not None:
                 refs[p.key] = f"{p.res_type}/{existing['id']}"
                 if not p.update or _newer(existing, plan.message_time_us):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,17 @@ def check_plan(plan: Plan) -> list[Hl7Error]:
             out.append(Hl7Error(207, f"The {p.res_type} mapped from the message is not valid "
                                      f"FHIR: {text}"))
     return out
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure worth trying again: a deadlock or serialization failure of the database, a
+    version conflict (409/412) from a writer that got there first."""
+    if isinstance(exc, ApplyFailed):
+        return exc.status in (409, 412) and "several" not in exc.text
+    if isinstance(exc, FhirError):
+        return exc.status == 409
+    return type(exc).__name__ in ("DeadlockDetected", "SerializationFailure",
+                                  "LockNotAvailable", "OperationalError")
 
 
 class Gateway:
@@ -163,16 +176,27 @@ class Gateway:
         applied = Applier(self.ctx, tx).apply(plan)
         inbox.mark_done(tx, row.id, orjson.dumps(applied.refs).decode())
 
-    def process_pending(self, limit: int = 50) -> int:
-        """Apply up to `limit` pending rows (one transaction; one by one if that fails);
-        the number of rows handled."""
+    def process_pending(self, limit: int = 50,
+                        should_yield: Callable[[], bool] | None = None) -> int:
+        """Apply up to `limit` pending rows in one transaction (one by one if that fails);
+        the number of rows handled. `should_yield` is asked after each message: when it says
+        so (messages are waiting to be recorded, and on SQLite they need the write lock this
+        transaction holds), the transaction commits early, so ACKs are not held up."""
         try:
+            handled = 0
             with self.ctx.store.transaction() as tx:
                 rows = inbox.claim(tx, limit)
                 for row in rows:
                     self._apply(tx, row)
-            return len(rows)
+                    handled += 1
+                    if should_yield is not None and should_yield():
+                        break
+            return handled
         except (ApplyFailed, Hl7Error, FhirError, ValueError, KeyError, TypeError) as exc:
+            log.info("batch failed (%s); applying its messages one by one", exc)
+        except Exception as exc:
+            if not _transient(exc):
+                raise
             log.info("batch failed (%s); applying its messages one by one", exc)
         handled = 0
         with self.ctx.store.transaction() as tx:
@@ -182,16 +206,24 @@ class Gateway:
             handled += 1
         return handled
 
-    def process_one(self, row_id: int) -> str:
-        """Apply one pending row now; its status afterwards (done, error, or what it was)."""
+    def process_one(self, row_id: int, tries: int = 5) -> str:
+        """Apply one pending row now; its status afterwards (done, error, or what it was).
+        A deadlock or a concurrent update is retried; other failures go to the error queue."""
         try:
-            with self.ctx.store.transaction() as tx:
-                row = inbox.claim_one(tx, row_id)
-                if row is None:
-                    current = inbox.get(tx, row_id)
-                    return current.status if current else "missing"
-                self._apply(tx, row)
-                return "done"
+            for attempt in range(tries):
+                try:
+                    with self.ctx.store.transaction() as tx:
+                        row = inbox.claim_one(tx, row_id)
+                        if row is None:
+                            current = inbox.get(tx, row_id)
+                            return current.status if current else "missing"
+                        self._apply(tx, row)
+                        return "done"
+                except Exception as exc:
+                    if attempt == tries - 1 or not _transient(exc):
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
+            return "pending"
         except Exception as exc:
             if isinstance(exc, Hl7Error):
                 reason, location = str(exc), exc.location or None

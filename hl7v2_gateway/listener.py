@@ -33,9 +33,12 @@ class InboxWriter:
     """One thread that commits the decisions of every connection in batches."""
 
     def __init__(self, gateway: Gateway, on_commit: Callable[[], None] | None = None,
-                 max_batch: int = 200) -> None:
+                 max_batch: int = 200,
+                 waiting: tuple[Callable[[], None], Callable[[], None]] | None = None
+                 ) -> None:
         self.gateway = gateway
         self.on_commit = on_commit
+        self.waiting = waiting  # (set, clear): tell the processor messages wait for the lock
         self.max_batch = max_batch
         self._queue: queue.Queue[tuple[Decision, Future[Decision]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="hl7-inbox-writer", daemon=True)
@@ -43,8 +46,14 @@ class InboxWriter:
 
     def submit(self, d: Decision) -> Future[Decision]:
         fut: Future[Decision] = Future()
+        if self.waiting is not None:
+            self.waiting[0]()
         self._queue.put((d, fut))
         return fut
+
+    def busy(self) -> bool:
+        """Whether messages are waiting to be recorded."""
+        return not self._queue.empty()
 
     def close(self) -> None:
         self._queue.put(None)
@@ -67,6 +76,8 @@ class InboxWriter:
                     break
                 batch.append(nxt)
             self._commit(batch)
+            if self.waiting is not None and self._queue.empty():
+                self.waiting[1]()
 
     def _commit(self, batch: list[tuple[Decision, Future[Decision]]]) -> None:
         try:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 import threading
+from typing import Any
 
 from fhir_server.app import build_context, open_store
 from fhir_server.config import Config
@@ -24,39 +27,54 @@ from hl7v2_gateway.settings import GatewaySettings
 log = logging.getLogger("telefhir.hl7")
 
 
-class Processor:
-    """A thread applying pending inbox rows, woken by each commit (and every `poll` seconds,
-    for rows recorded by other processes or nodes)."""
+def _set_parent_death_signal() -> None:
+    """Ask Linux to kill this process when its parent dies (even by kill -9)."""
+    import ctypes
 
-    def __init__(self, gateway: Gateway, poll: float = 1.0, batch: int = 50) -> None:
-        self.gateway = gateway
-        self.poll = poll
-        self.batch = batch
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hl7-processor", daemon=True)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
-    def start(self) -> None:
-        self._thread.start()
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll)
-            self._wake.clear()
+def process_forever(db_url: str, settings: GatewaySettings, wake: Any, waiting: Any,
+                    stop: Any, parent: int) -> None:
+    """The inbox processor process: applies pending rows until `stop` is set, woken by
+    `wake` after each inbox commit of the listener (and every second regardless, for rows
+    recorded by other processes and nodes)."""
+    _set_parent_death_signal()
+    if os.getppid() != parent:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the listener stops us through `stop`
+    store = open_store(db_url)
+    ctx = build_context(Config.from_env(db_url=db_url), store)
+    gateway = Gateway(ctx, settings)
+    busy = _SharedFlag(waiting)
+    try:
+        while not stop.is_set():
+            wake.wait(1.0)
+            wake.clear()
             try:
-                while not self._stop.is_set() and self.gateway.process_pending(self.batch):
+                while not stop.is_set() and gateway.process_pending(20, busy):
                     pass
             except Exception:
                 log.exception("inbox processing failed; retrying")
-                self._stop.wait(self.poll)
+                stop.wait(1.0)
+    finally:
+        store.close()
+
+
+class _SharedFlag:
+    """`should_yield` for the processor process: set by the listener while messages wait
+    to be recorded (on SQLite they need the write lock the processor holds)."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+
+    def __call__(self) -> bool:
+        return bool(self.event.is_set())
 
 
 async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySettings,
@@ -65,16 +83,22 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
     store = open_store(db_url)
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
-    processor = Processor(gateway)
-    writer = InboxWriter(gateway, on_commit=processor.wake)
+    # The processor runs in a process of its own: applying messages is CPU work that would
+    # otherwise hold the GIL against the event loop and delay ACKs.
+    mp = multiprocessing.get_context("spawn")
+    wake, waiting, stop_proc = mp.Event(), mp.Event(), mp.Event()
+    child = mp.Process(target=process_forever, args=(db_url, settings, wake, waiting,
+                                                     stop_proc, os.getpid()),
+                       name="telefhir-hl7-processor", daemon=True)
+    child.start()
+    writer = InboxWriter(gateway, on_commit=wake.set, waiting=(waiting.set, waiting.clear))
     from hl7v2_gateway.sender import OutboxSender
 
     sender = OutboxSender(ctx, settings)
     listener = MllpListener(gateway, writer, host, port)
     bound = await listener.start()
-    processor.start()
     sender.start()
-    processor.wake()
+    wake.set()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -87,6 +111,8 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
     log.info("MLLP listener stopping")
     await listener.close()
     writer.close()
-    processor.stop()
+    stop_proc.set()
+    wake.set()
+    child.join(60)
     sender.stop()
     store.close()
