@@ -40,7 +40,12 @@ def open_store(db_url: str) -> ResourceStore:
 
 
 def build_context(config: Config, store: ResourceStore) -> Context:
-    """A server context with every plugin of `config.plugins` installed (hooks, operations)."""
+    """A server context with every plugin of `config.plugins` installed (hooks, operations).
+
+    A plugin is a module with `install(ctx)`; one that serves web pages or endpoints of its own
+    (outside the FHIR REST API, e.g. the SMART authorization server) also has
+    `install_web(app, ctx)`, which `create_app` calls with the Flask app to register its
+    blueprints."""
     ctx = Context(store=store, config=config, hooks=Hooks())
     for name in config.plugins:
         importlib.import_module(name).install(ctx)
@@ -70,6 +75,10 @@ def create_app(config: Config | None = None, store: ResourceStore | None = None)
     app.extensions["telefhir.context"] = ctx
     app.extensions["telefhir.dispatcher"] = build_dispatcher(ctx)
     app.register_blueprint(fhir_blueprint(config.base_path, config.public_base_url))
+    for name in config.plugins:
+        install_web = getattr(importlib.import_module(name), "install_web", None)
+        if install_web is not None:
+            install_web(app, ctx)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

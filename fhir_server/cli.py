@@ -60,6 +60,14 @@ def _reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _media_serve(args: argparse.Namespace) -> int:
+    from media.options import config_from_args
+    from media.service import run
+
+    run(config_from_args(args, args.db, args.host, args.port))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `telefhir` console script."""
     default_db = os.environ.get("TELEFHIR_DB", "sqlite:///var/telefhir.db")
@@ -93,6 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     reindex.add_argument("--db", default=default_db)
     reindex.add_argument("--type", default=None, help="only this resource type")
     reindex.set_defaults(fn=_reindex)
+
+    media = sub.add_parser("media", help="the video visit media service (WebRTC relay)")
+    media_sub = media.add_subparsers(dest="media_command", required=True)
+    media_serve = media_sub.add_parser(
+        "serve", help="run the media service alone (telefhir serve also starts it)")
+    media_serve.add_argument("--db", default=default_db)
+    media_serve.add_argument("--host", default="127.0.0.1")
+    from media.options import DEFAULT_PORT, add_arguments
+
+    media_serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    add_arguments(media_serve)
+    media_serve.set_defaults(fn=_media_serve)
 
     # `telefhir hl7 ...`, imported by name (fhir_server imports no package above it)
     importlib.import_module("hl7v2_gateway.cli").add_parser(sub, default_db)

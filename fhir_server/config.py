@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_PLUGINS = ("operations.registry", "hl7v2_gateway.plugin")
+DEFAULT_PLUGINS = ("operations.registry", "operations.visits.plugin", "smart_apps.video.plugin",
+                   "hl7v2_gateway.plugin")
 """Modules whose `install(ctx)` wires their hooks and registries into each server context, in
 order (the composition root imports them by name, so fhir_server imports none of them)."""
 

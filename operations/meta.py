@@ -13,24 +13,12 @@ from typing import Any
 import orjson
 
 from fhir_server.errors import FhirError
-from fhir_server.responses import gone, not_found
-from fhir_server.store.base import StoredResource, StoreTx
+from fhir_server.store.base import StoredResource
 from fhir_server.writes import check_resource, store_resource
 from operations.parameters import Params
 from operations.registry import OperationCall, operation
 
 _CODED = ("tag", "security")
-
-
-def current(call: OperationCall, tx: StoreTx | None = None) -> StoredResource:
-    """The current version of the instance an operation was invoked on; 404/410 otherwise."""
-    assert call.res_type and call.res_id
-    stored = (tx or call.ctx.tx or call.ctx.store).read(call.res_type, call.res_id)
-    if stored is None:
-        raise not_found(call.res_type, call.res_id)
-    if stored.deleted:
-        raise gone(stored)
-    return stored
 
 
 def _meta_of(stored: StoredResource) -> dict[str, Any]:
@@ -62,7 +50,7 @@ def _answer(meta: dict[str, Any]) -> Params:
 def meta(call: OperationCall) -> Params:
     """The meta of one resource, or a summary of what is in use for a type or the system."""
     if call.level == "instance":
-        return _answer(_meta_of(current(call)))
+        return _answer(_meta_of(call.target()))
     return _answer(_summary(call))
 
 
@@ -87,7 +75,7 @@ def _given_meta(call: OperationCall) -> dict[str, Any]:
 def _change(call: OperationCall, adding: bool) -> Params:
     given = _given_meta(call)
     with call.ctx.writing() as tx:
-        stored = current(call, tx)
+        stored = call.target(tx)
         assert stored.body is not None
         resource = orjson.loads(stored.body)
         meta = dict(resource.get("meta") or {})

@@ -20,7 +20,9 @@ from typing import Any
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
 from fhir_server.request import FhirRequest, FhirResponse
+from fhir_server.responses import gone, not_found
 from fhir_server.routing import Route
+from fhir_server.store.base import StoredResource, StoreTx
 from operations.parameters import Params, parse_input, to_output
 
 DEFINITIONS = Path(__file__).resolve().parent / "definitions"
@@ -45,6 +47,17 @@ class OperationCall:
     def level(self) -> str:
         """system | type | instance."""
         return "instance" if self.res_id else "type" if self.res_type else "system"
+
+    def target(self, tx: StoreTx | None = None) -> StoredResource:
+        """The current version of the instance the operation was invoked on (read in `tx`,
+        which locks it, when given); 404 if unknown, 410 if deleted."""
+        assert self.res_type and self.res_id
+        stored = (tx or self.ctx.tx or self.ctx.store).read(self.res_type, self.res_id)
+        if stored is None:
+            raise not_found(self.res_type, self.res_id)
+        if stored.deleted:
+            raise gone(stored)
+        return stored
 
 
 Handler = Callable[[OperationCall], FhirResponse | dict[str, Any] | Params]

@@ -6,7 +6,6 @@ any failure rolls everything back. A batch runs each entry on its own."""
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -18,9 +17,10 @@ import orjson
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.interactions.conditional import matching_ids
-from fhir_server.interactions.create import new_id
+from fhir_server.interactions.create import create_criteria, new_id
 from fhir_server.interactions.update import check_no_match_target
 from fhir_server.negotiation import FHIR_JSON, check_body_type
+from fhir_server.patching.formats import patch_of_resource
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.responses import written
 from fhir_server.routing import Route, route, valid_id
@@ -146,32 +146,35 @@ def _response_entry(req: FhirRequest, resp: FhirResponse) -> dict[str, Any]:
     return out
 
 
-def _sub_request(req: FhirRequest, e: _Entry, body: bytes) -> FhirRequest:
+def _sub_request(req: FhirRequest, e: _Entry, body: bytes, ctype: str = FHIR_JSON) -> FhirRequest:
     headers = {"prefer": req.header("prefer") or "", **e.headers}
-    if e.method == "PATCH":
-        headers["content-type"] = "application/json-patch+json"
-    elif body:
-        headers["content-type"] = FHIR_JSON
+    if body:
+        headers["content-type"] = ctype
     return FhirRequest(e.method, e.path, e.query, headers, body, req.base_url,
                        principal=req.principal, remote_addr=req.remote_addr)
 
 
-def _patch_body(e: _Entry) -> bytes:
-    """A PATCH entry carries its JSON Patch as a Binary (https://hl7.org/fhir/R4/http.html#patch)."""
-    res = e.resource or {}
-    if res.get("resourceType") != "Binary" or not isinstance(res.get("data"), str):
-        raise _fail(e.index, "a PATCH entry's resource must be a Binary holding a JSON Patch",
-                    status=400, code="not-supported")
-    try:
-        return base64.b64decode(res["data"], validate=True)
-    except ValueError as exc:
-        raise _fail(e.index, f"Binary.data is not base64: {exc}") from exc
+def _entry_body(e: _Entry) -> tuple[bytes, str]:
+    """The body of an entry's request and its media type. A PATCH entry carries a Binary (JSON
+    Patch, JSON Merge Patch) or a Parameters resource (FHIRPath Patch)
+    (https://hl7.org/fhir/R4/http.html#patch)."""
+    if e.method == "PATCH":
+        assert e.resource is not None
+        try:
+            ctype, body = patch_of_resource(e.resource)
+        except FhirError as err:
+            issue = err.issues[0]
+            raise _fail(e.index, issue.diagnostics, err.status, issue.code) from err
+        return body, ctype
+    if e.resource is not None:
+        return orjson.dumps(e.resource), FHIR_JSON
+    return b"", FHIR_JSON
 
 
-def _dispatch(ctx: Context, req: FhirRequest, e: _Entry, body: bytes) -> FhirResponse:
+def _dispatch(ctx: Context, req: FhirRequest, e: _Entry) -> FhirResponse:
     from fhir_server.interactions.registry import interactions
 
-    sub = _sub_request(req, e, body)
+    sub = _sub_request(req, e, *_entry_body(e))
     r = route(sub.method, sub.path)
     if r.interaction in ("bundle", "history-system", "search-system") and e.method != "GET":
         raise _fail(e.index, f"{e.method} {e.url} is not allowed inside a Bundle")
@@ -192,7 +195,7 @@ def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[
         mapping = _assign_ids(tctx, tx, entries)
         _check_identities(entries)
         for e in entries:
-            if e.resource is not None and e.method != "PATCH":
+            if e.resource is not None and not _is_binary_patch(e):
                 e.resource = _rewrite(tctx, tx, e, e.resource, mapping)
         for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.index)):
             try:
@@ -208,6 +211,12 @@ def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[
             if e.method in ("GET", "HEAD") and results[e.index].status >= 400:
                 raise _fail(e.index, f"GET {e.url} failed", status=results[e.index].status)
     return [_response_entry(req, results[e.index]) for e in entries]
+
+
+def _is_binary_patch(e: _Entry) -> bool:
+    """A PATCH entry whose patch is a document in a Binary: its references are not rewritten
+    (a Parameters resource of a FHIRPath Patch is, like any resource)."""
+    return e.method == "PATCH" and (e.resource or {}).get("resourceType") == "Binary"
 
 
 def _check_full_urls(entries: list[_Entry]) -> None:
@@ -262,11 +271,12 @@ def _assign_ids(ctx: Context, tx: StoreTx, entries: list[_Entry]) -> dict[str, s
     for e in entries:
         res_type = e.path.split("/")[0]
         if e.method == "POST":
-            cond = e.headers.get("if-none-exist")
+            cond = create_criteria(e.query, e.headers.get("if-none-exist"))
             if cond:
                 ids = matching_ids(ctx, tx, res_type, cond)
                 if len(ids) > 1:
-                    raise _fail(e.index, f"ifNoneExist '{cond}' matches {len(ids)} resources",
+                    raise _fail(e.index, f"the conditional create criteria '{cond}' match "
+                                         f"{len(ids)} resources",
                                 status=412, code="multiple-matches")
                 if ids:
                     e.existing_id = ids[0]
@@ -359,12 +369,7 @@ def _run_transaction_entry(
             return written(_sub_request(req, e, b""), existing, 200, "Matched existing resource")
         stored = store_resource(ctx, tx, e.resource, e.assigned_id, None, "POST")
         return written(_sub_request(req, e, b""), stored, 201, f"Created {res_type}")
-    body = b""
-    if e.method == "PATCH":
-        body = _patch_body(e)
-    elif e.resource is not None:
-        body = orjson.dumps(e.resource)
-    return _dispatch(ctx, req, e, body)
+    return _dispatch(ctx, req, e)
 
 
 # -- batch ---------------------------------------------------------------------------------
@@ -375,12 +380,7 @@ def _batch(ctx: Context, req: FhirRequest, raw_entries: list[Any]) -> list[dict[
     for i, raw in enumerate(raw_entries):
         try:
             e = _parse_entry(req, i, raw)
-            body = b""
-            if e.method == "PATCH":
-                body = _patch_body(e)
-            elif e.resource is not None:
-                body = orjson.dumps(e.resource)
-            resp = _dispatch(ctx, req, e, body)
+            resp = _dispatch(ctx, req, e)
         except FhirError as err:
             resp = FhirResponse(err.status, resource=err.outcome())
         except Exception:  # one entry's failure must not lose the others' answers

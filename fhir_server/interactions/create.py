@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
@@ -19,40 +20,37 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-# Parameters that only shape the answer; anything else on POST [type] is refused.
+# Parameters that only shape the answer; the others of `POST [type]?...` are search criteria.
 _ANSWER_PARAMS = {"_format", "_pretty", "_summary", "_elements"}
 
 
-def _refuse_criteria_in_url(req: FhirRequest) -> None:
-    """R4 create takes no search criteria in the URL (https://hl7.org/fhir/R4/http.html#create);
-    conditional create puts them in If-None-Exist (#ccreate). Some clients (fhirpy's
-    get_or_create) send `POST [type]?criteria` meaning a conditional create: ignoring the
-    criteria would silently make a duplicate, so it is a 400 that says what to do instead."""
-    extra = sorted({k for k, _ in req.query if k not in _ANSWER_PARAMS})
-    if extra:
-        raise FhirError.of(
-            400, "not-supported",
-            f"create takes no URL parameters ({', '.join(extra)}); for a conditional create "
-            "send the criteria in the If-None-Exist header",
-        )
+def create_criteria(query: list[tuple[str, str]], header: str | None) -> str | None:
+    """The criteria of a conditional create (https://hl7.org/fhir/R4/http.html#ccreate): the
+    If-None-Exist header or, when it is absent, the search parameters of `POST [type]?criteria`
+    (how fhirpy's get_or_create() and Aidbox put them); None for a plain create."""
+    if header is not None and header.strip():
+        return header
+    pairs = [(k, v) for k, v in query if k not in _ANSWER_PARAMS]
+    return urlencode(pairs) if pairs else None
 
 
 def create(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
     """Store a new resource under a server-assigned id; the body's id is ignored.
-    With If-None-Exist, an existing single match is returned instead (200)."""
+    With criteria (If-None-Exist, or `POST [type]?criteria`), an existing single match is
+    returned instead (200) and several matches are a 412."""
     assert route.res_type
-    _refuse_criteria_in_url(req)
     check_body_type(req, {FHIR_JSON, "application/json"})
     resource = parse_json_body(req.body)
     check_resource(resource, route.res_type)
-    cond = req.header("if-none-exist")
+    cond = create_criteria(req.query, req.header("if-none-exist"))
     with ctx.writing() as tx:
         if cond:
             ids = matching_ids(ctx, tx, route.res_type, cond)
             if len(ids) > 1:
                 raise FhirError.of(
                     412, "duplicate",
-                    f"If-None-Exist '{cond}' matches {len(ids)} resources; it must match one",
+                    f"The conditional create criteria '{cond}' match {len(ids)} resources; "
+                    "they must match one or none",
                 )
             if ids:
                 existing = tx.read(route.res_type, ids[0])

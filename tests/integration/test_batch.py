@@ -148,8 +148,9 @@ def test_batch_conditional_entries(server: LiveServer) -> None:
 
 
 def test_batch_patch_entries_bad_binaries(server: LiveServer) -> None:
-    """PATCH entries need a Binary whose data is a base64 JSON Patch; anything else fails that
-    entry with 400/422 and leaves the resource unchanged.
+    """PATCH entries need a Binary whose data is a base64 patch document (or a Parameters
+    resource); anything else fails that entry with 400/422 and leaves the resource unchanged;
+    a patch that would leave an invalid resource is a 422 like over HTTP.
     See https://hl7.org/fhir/R4/http.html#patch."""
     put(server, "Patient/bp", {**_patient("P"), "id": "bp"})
     bad_b64 = {"resourceType": "Binary", "contentType": "application/json-patch+json",
@@ -171,7 +172,7 @@ def test_batch_patch_entries_bad_binaries(server: LiveServer) -> None:
     r = _send(server, entries)
     assert r.status_code == 200, r.text
     got = r.json()["entry"]
-    assert [_status(e) for e in got] == [400, 400, 400, 422, 400, 400, 404]
+    assert [_status(e) for e in got] == [400, 400, 400, 422, 422, 400, 404]
     for e in got:
         assert _outcome(e)
     assert _history_total(server, "Patient/bp") == 1

@@ -110,6 +110,100 @@ def test_concurrent_identical_conditional_creates_make_one(server: LiveServer) -
     assert _total(server, "Patient") == 3
 
 
+def test_criteria_in_the_url_are_if_none_exist(server: LiveServer) -> None:
+    """`POST [type]?criteria` (how fhirpy's get_or_create() and Aidbox send it) is the
+    conditional create of those criteria: 0 matches 201, 1 match 200 with it and nothing
+    written, several 412; unknown parameters 400; parameters that only shape the answer
+    (_format, _pretty) are not criteria (https://hl7.org/fhir/R4/http.html#ccreate)."""
+    url = f"Patient?identifier={SYS}|q1"
+    first = post(server, url, _patient("q1"))
+    assert first.status_code == 201, first.text
+    pid = first.json()["id"]
+    assert first.headers["Location"] == server.url(f"Patient/{pid}/_history/1")
+    again = post(server, url, _patient("q1", "Other"))
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == pid and again.json()["name"][0]["family"] == "Doe"
+    assert again.headers["ETag"] == 'W/"1"'
+    both = post(server, f"{url}&family=Doe", _patient("q1"))
+    assert both.status_code == 200 and both.json()["id"] == pid
+    post(server, "Patient", _patient("q1"))  # an unconditional duplicate
+    before = _total(server)
+    many = post(server, url, _patient("q1"))
+    assert many.status_code == 412, many.text
+    assert "match 2" in outcome_text(many)
+    for bad in ("Patient?no-such-param=1", f"Patient?identifier={SYS}|q1&bogus=2"):
+        r = post(server, bad, _patient("q1"))
+        assert r.status_code == 400, (bad, r.text)
+    assert _total(server) == before
+    shaped = post(server, "Patient?_format=json&_pretty=true", _patient("q1"))
+    assert shaped.status_code == 201, shaped.text  # no criteria: a plain create
+    assert shaped.content.startswith(b"{\n")
+    assert len(_matches(server, "q1")) == 3
+
+
+def test_if_none_exist_header_wins_over_url_criteria(server: LiveServer) -> None:
+    """With both, the If-None-Exist header is the condition and the URL's criteria are not
+    used (https://hl7.org/fhir/R4/http.html#ccreate)."""
+    pid = post(server, "Patient", _patient("h1")).json()["id"]
+    r = post(server, f"Patient?identifier={SYS}|nothing-matches", _patient("h1"),
+             **{"If-None-Exist": f"identifier={SYS}|h1"})
+    assert r.status_code == 200 and r.json()["id"] == pid, r.text
+    r = post(server, f"Patient?identifier={SYS}|h1", _patient("h2"),
+             **{"If-None-Exist": f"identifier={SYS}|h2"})
+    assert r.status_code == 201 and r.json()["id"] != pid, r.text
+    assert len(_matches(server, "h1")) == 1
+
+
+def test_criteria_in_bundle_entry_urls(server: LiveServer) -> None:
+    """A POST entry whose url carries criteria (`Patient?identifier=...`) is a conditional
+    create in transactions and batches; an entry's ifNoneExist wins over them; in a
+    transaction, references to the entry's fullUrl point at the match
+    (https://hl7.org/fhir/R4/http.html#trules)."""
+    pid = post(server, "Patient", _patient("b1")).json()["id"]
+    urn = "urn:uuid:5c5c5c5c-0000-4000-8000-000000000001"
+    tx = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": urn, "resource": _patient("b1"),
+         "request": {"method": "POST", "url": f"Patient?identifier={SYS}|b1"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "t"},
+                      "subject": {"reference": urn}},
+         "request": {"method": "POST", "url": "Observation"}},
+        {"resource": _patient("b2"),
+         "request": {"method": "POST", "url": f"Patient?identifier={SYS}|b2"}},
+        {"resource": _patient("b3"),
+         "request": {"method": "POST", "url": f"Patient?identifier={SYS}|b1",
+                     "ifNoneExist": f"identifier={SYS}|b3"}},
+    ]}
+    r = post(server, "", tx)
+    assert r.status_code == 200, r.text
+    got = r.json()["entry"]
+    assert [e["response"]["status"] for e in got] == ["200 OK", "201 Created", "201 Created",
+                                                      "201 Created"]
+    assert got[0]["resource"]["id"] == pid
+    obs = server.http.get(server.url(f"Observation/{got[1]['resource']['id']}")).json()
+    assert obs["subject"] == {"reference": f"Patient/{pid}"}
+    assert len(_matches(server, "b1")) == 1 and len(_matches(server, "b2")) == 1
+    post(server, "Patient", _patient("b2"))
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": _patient("b1"),
+         "request": {"method": "POST", "url": f"Patient?identifier={SYS}|b1"}},
+        {"resource": _patient("b2"),
+         "request": {"method": "POST", "url": f"Patient?identifier={SYS}|b2"}},
+        {"resource": _patient("b4"),
+         "request": {"method": "POST", "url": f"Patient?identifier={SYS}|b4"}},
+    ]}
+    r = post(server, "", batch)
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"].split()[0] for e in r.json()["entry"]] == ["200", "412",
+                                                                               "201"]
+    before = _total(server)
+    tx["entry"] = [tx["entry"][0], {"resource": _patient("b2"), "request": {
+        "method": "POST", "url": f"Patient?identifier={SYS}|b2"}}]
+    r = post(server, "", tx)
+    assert r.status_code == 412, r.text
+    assert "Bundle.entry[1]" in outcome_text(r)
+    assert _total(server) == before
+
+
 # -- conditional update --------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """patch with JSON Patch over real HTTP on both backends (https://hl7.org/fhir/R4/http.html#patch,
-RFC 6902, RFC 5789 for the error codes)."""
+RFC 6902, RFC 5789 for the error codes). The other formats, and the same edits in each format,
+are in test_patch_formats.py."""
 
 from __future__ import annotations
 
@@ -100,9 +101,11 @@ def test_unappliable_paths_are_422(server: LiveServer) -> None:
     assert _versions(server) == 1
 
 
-def test_patch_leaving_an_invalid_resource_is_400(server: LiveServer) -> None:
-    """The patched resource is validated like any write: invalid means 400 and nothing
-    written (https://hl7.org/fhir/R4/http.html#patch)."""
+def test_patch_leaving_an_invalid_resource_is_422(server: LiveServer) -> None:
+    """The patched resource is validated like any write: a patch that would leave it invalid
+    is 422 (RFC 5789 section 2.2, "a modification ... that would cause the resource to become
+    invalid"), the element at fault is named, and nothing is written
+    (https://hl7.org/fhir/R4/http.html#patch)."""
     _new(server)
     for ops, where in (
         ([{"op": "replace", "path": "/active", "value": "yes"}], "Patient.active"),
@@ -112,8 +115,9 @@ def test_patch_leaving_an_invalid_resource_is_400(server: LiveServer) -> None:
         ([{"op": "add", "path": "/birthDate", "value": "25/12/1974"}], "birthDate"),
     ):
         r = _patch(server, "Patient/pt", ops)
-        assert r.status_code == 400, (ops, r.text)
+        assert r.status_code == 422, (ops, r.text)
         assert where in outcome_text(r), ops
+        assert any(where in x for i in r.json()["issue"] for x in i.get("expression", [])), ops
     assert _versions(server) == 1
     assert server.http.get(server.url("Patient/pt")).json()["active"] is True
 
@@ -145,13 +149,17 @@ def test_malformed_patch_documents_are_400(server: LiveServer) -> None:
     assert _versions(server) == 1
 
 
-def test_wrong_content_type_is_415(server: LiveServer) -> None:
-    """Only application/json-patch+json is accepted here (FHIRPath Patch and XML Patch are
-    not offered) (https://hl7.org/fhir/R4/http.html#patch)."""
+def test_wrong_content_type(server: LiveServer) -> None:
+    """A JSON Patch array is application/json-patch+json: under another patch media type it is
+    a 400 (it is not a merge patch or Parameters), under a media type that is no patch format
+    (XML Patch is not offered) a 415 (https://hl7.org/fhir/R4/http.html#patch)."""
     _new(server)
     ops = [{"op": "add", "path": "/gender", "value": "male"}]
-    for ctype in ("application/fhir+json", "application/json", "text/plain",
-                  "application/xml-patch+xml", "application/merge-patch+json"):
+    for ctype in ("application/fhir+json", "application/json", "application/merge-patch+json"):
+        r = _patch(server, "Patient/pt", ops, ctype=ctype)
+        assert r.status_code == 400, (ctype, r.text)
+        assert "application/json-patch+json" in outcome_text(r)
+    for ctype in ("text/plain", "application/xml-patch+xml"):
         r = _patch(server, "Patient/pt", ops, ctype=ctype)
         assert r.status_code == 415, (ctype, r.text)
         assert r.json()["resourceType"] == "OperationOutcome"

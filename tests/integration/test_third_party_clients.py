@@ -95,14 +95,16 @@ def test_fhirpy_conditional_create_and_update(server: LiveServer) -> None:
     assert again.id == first.id and again["meta"]["versionId"] == "1"
     search = client.resources("Patient").search(identifier=f"{SYS}|fp-cond")
     assert search.count() == 1
-    # Known incompatibility: fhirpy's get_or_create() puts the criteria in the URL
-    # (POST Patient?identifier=...), an Aidbox convention that R4 does not define (R4 conditional
-    # create uses If-None-Exist, https://hl7.org/fhir/R4/http.html#ccreate). The server refuses
-    # it with 400 rather than ignoring the criteria and silently creating a duplicate.
-    with pytest.raises(OperationOutcome) as info:
-        search.get_or_create(body())
-    assert "If-None-Exist" in str(info.value)
-    assert search.count() == 1
+    # get_or_create() puts the criteria in the URL (POST Patient?identifier=...): the server
+    # takes them as If-None-Exist (https://hl7.org/fhir/R4/http.html#ccreate)
+    found, created = search.get_or_create(body())
+    assert not created and found.id == first.id and found["meta"]["versionId"] == "1"
+    other = client.resources("Patient").search(identifier=f"{SYS}|fp-goc")
+    made, created = other.get_or_create(client.resource(
+        "Patient", identifier=[{"system": SYS, "value": "fp-goc"}]))
+    assert created and made.id != first.id
+    assert other.get_or_create(client.resource("Patient"))[0].id == made.id
+    assert search.count() == 1 and other.count() == 1
 
     upd_body = client.resource("Patient", identifier=[{"system": SYS, "value": "fp-upd"}],
                                name=[{"family": "V1"}])
@@ -119,6 +121,8 @@ def test_fhirpy_conditional_create_and_update(server: LiveServer) -> None:
         body().save()
     with pytest.raises(MultipleResourcesFound):
         search.update(body())
+    with pytest.raises(MultipleResourcesFound):
+        search.get_or_create(body())
     assert search.count() == 2
     _, status = client.resources("Patient").search(identifier=f"{SYS}|fp-upd").delete()
     assert status in (200, 204)
@@ -156,17 +160,34 @@ def test_fhirpy_transaction_execute(server: LiveServer) -> None:
     assert client.resources("Patient").search(family="Tx").count() == 1
 
 
-def test_fhirpy_patch_is_not_json_patch(server: LiveServer) -> None:
-    """Known incompatibility: fhirpy's patch() sends a partial resource as `application/json`
-    (merge-patch style), which FHIR R4 does not define; the server supports JSON Patch only and
-    correctly answers 415 (https://hl7.org/fhir/R4/http.html#patch), nothing is changed."""
+def test_fhirpy_patch(server: LiveServer) -> None:
+    """fhirpy's patch() sends a partial resource as `application/json`, taken as a JSON Merge
+    Patch (RFC 7396): the named elements change, null removes one, the rest stays; a
+    conditional patch (searchset.patch) patches the one match, 412 for several, 404 for none.
+    See https://hl7.org/fhir/R4/http.html#patch."""
     client = SyncFHIRClient(server.base)
-    pat = client.resource("Patient", name=[{"family": "P"}])
+    pat = client.resource("Patient", name=[{"family": "P"}], active=True,
+                          identifier=[{"system": SYS, "value": "fp-patch"}],
+                          managingOrganization={"reference": "Organization/x"})
     pat.save()
-    with pytest.raises(OperationOutcome) as info:
-        client.patch("Patient", pat.id, gender="male")
-    assert "415" in str(info.value) or "json-patch" in str(info.value)
-    assert client.get("Patient", pat.id)["meta"]["versionId"] == "1"
+    out = client.patch("Patient", pat.id, gender="male", managingOrganization=None)
+    assert out["gender"] == "male" and out["active"] is True and out["name"] == [{"family": "P"}]
+    assert "managingOrganization" not in out and out["meta"]["versionId"] == "2"
+    pat.patch(birthDate="1970-01-01")
+    assert client.get("Patient", pat.id)["birthDate"] == "1970-01-01"
+    search = client.resources("Patient").search(identifier=f"{SYS}|fp-patch")
+    patched = search.patch(active=False)
+    assert patched.id == pat.id and patched["active"] is False
+    assert patched["meta"]["versionId"] == "4"
+    with pytest.raises(OperationOutcome) as info:  # 422: the result would be invalid
+        client.patch("Patient", pat.id, gender="sometimes")
+    assert "Patient.gender" in str(info.value)
+    client.resource("Patient", identifier=[{"system": SYS, "value": "fp-patch"}]).save()
+    with pytest.raises(MultipleResourcesFound):
+        search.patch(active=True)
+    with pytest.raises(ResourceNotFound):
+        client.resources("Patient").search(identifier=f"{SYS}|none").patch(active=True)
+    assert client.get("Patient", pat.id)["meta"]["versionId"] == "4"
 
 
 # -- fhirclient (SMART on FHIR python client) ------------------------------------------------

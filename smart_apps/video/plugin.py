@@ -1,0 +1,17 @@
+"""Plugin entry point of the video visit app: the join links' pages and redemption."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from fhir_server.context import Context
+
+
+def install(ctx: Context) -> None:
+    """Nothing to hook: the app's pages are web routes (install_web)."""
+
+
+def install_web(app: Flask, ctx: Context) -> None:
+    from smart_apps.video.join import blueprint
+
+    app.register_blueprint(blueprint())
