@@ -321,3 +321,52 @@ def test_kill_9_after_ack_loses_nothing(db_url: str, tmp_path: Path) -> None:
     for cid in acked:
         assert f"F{cid[1:]}" in fillers
     fhir.close()
+
+
+def test_two_listeners_on_one_postgresql_store(tmp_path: Path) -> None:
+    """Two nodes on one PostgreSQL database, an engine that fails over and resends to the
+    other: every message once in the inbox, each applied once, the same ACK from both."""
+    from tests.pg import pg_server
+
+    db = pg_server().new_database()
+    fhir = Fhir(db)
+    base = original_mode(sample("LRI_2.0-NG_CBC_Typ_Message.hl7"))
+    texts = []
+    for k in range(12):
+        t = set_field(base, "MSH", 10, f"N{k}")
+        t = set_field(t, "PID", 3, f"NODE{k % 3}^^^NIST MPI^MR")
+        texts.append(set_field(t, "OBR", 3, f"NF{k}^NIST Lab Filler"))
+    a = Listener(db, tmp_path / "a.log")
+    b = Listener(db, tmp_path / "b.log")
+    try:
+        acks: dict[str, list[dict[str, str]]] = {}
+        errors: list[str] = []
+
+        def feed(port: int, order: list[str]) -> None:
+            try:
+                with MLLPClient("127.0.0.1", port) as c:
+                    for t in order:
+                        ack = ack_fields(c.send_message(t))
+                        acks.setdefault(ack["control"], []).append(ack)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=feed, args=(a.port, texts)),
+                   threading.Thread(target=feed, args=(b.port, texts[::-1]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        counts = fhir.wait_processed()
+    finally:
+        a.kill()
+        b.kill()
+    assert not errors
+    assert counts == {"done": 12}
+    for cid, got in acks.items():
+        assert len(got) == 2 and got[0] == got[1], cid  # the first ACK, from either node
+    assert len(fhir.search("DiagnosticReport")) == 12
+    assert len(fhir.search("Patient")) == 3
+    obs = fhir.search("Observation")
+    assert len(obs) == 12 * 28
+    fhir.close()

@@ -145,3 +145,28 @@ def test_error_queue_over_fhir_and_cli_and_replay(client: FlaskClient, db_url: s
     assert "done" in out.stdout
     assert only(search(client, "Patient?identifier=10006579"))["birthDate"] == "1924-01-13"
     assert errors_over_fhir(client) == []
+
+
+def test_error_queue_is_for_administrators(db_url: str) -> None:
+    import orjson
+
+    from fhir_server.principal import Principal
+    from fhir_server.request import FhirRequest
+    from tests.integration.hl7_support import Fhir
+
+    fhir = Fhir(db_url)
+
+    def call(principal: Principal) -> int:
+        resp = fhir.dispatcher.handle(FhirRequest(
+            "GET", "$hl7v2-errors", [], {"accept": "application/fhir+json"}, b"",
+            "http://test/fhir", principal=principal))
+        if resp.status >= 400:
+            body = orjson.loads(orjson.dumps(resp.resource))
+            assert "administrators" in json.dumps(body)
+        return resp.status
+
+    assert call(Principal(kind="user", username="nurse", scopes=("user/*.rs",))) == 403
+    assert call(Principal(kind="client", client_id="app", scopes=("patient/*.rs",))) == 403
+    assert call(Principal(kind="user", username="root", admin=True)) == 200
+    assert call(Principal(kind="client", client_id="ops", scopes=("system/*.rs",))) == 200
+    fhir.close()
