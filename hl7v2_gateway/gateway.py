@@ -131,7 +131,9 @@ class Gateway:
             message_type=f"{msg.message_type}^{msg.trigger_event}", ack=ack,
             ack_code=decision.code, status="pending" if decision.code == "AA" else "error",
             reason="; ".join(str(e) for e in errors) or None,
-            location=errors[0].location if errors else None, peer=peer)
+            location=errors[0].location if errors else None, peer=peer,
+            plan=orjson.dumps(plan.to_json()).decode()
+            if plan is not None and decision.code == "AA" else None)
         return Decision(received, codec, plan if decision.code == "AA" else None, msg)
 
     def _not_hl7(self, text: str, codec: str, err: Hl7Error, peer: str | None) -> Decision:
@@ -168,6 +170,8 @@ class Gateway:
             plan = self._plans.pop(row.id, None)
         if plan is not None:
             return plan
+        if row.plan:
+            return Plan.from_json(orjson.loads(row.plan))
         msg = Message.parse(row.raw)
         return map_message(msg, self.settings)
 

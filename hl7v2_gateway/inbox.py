@@ -35,7 +35,8 @@ def inbox_ddl(store: ResourceStore) -> list[str]:
             attempts INTEGER NOT NULL DEFAULT 0,
             processed_us {d.bigint_type},
             result {d.text_type},
-            peer {d.text_type}
+            peer {d.text_type},
+            plan {d.text_type}
         )""",
         "CREATE UNIQUE INDEX IF NOT EXISTS hl7_inbox_control ON hl7_inbox "
         "(sender_key, control_id)",
@@ -69,6 +70,7 @@ class Received:
     reason: str | None = None
     location: str | None = None
     peer: str | None = None
+    plan: str | None = None  # the mapped Plan as JSON (pending rows)
     # filled in by record()
     row_id: int | None = None
     duplicate: bool = False
@@ -82,11 +84,11 @@ def record(tx: StoreTx, items: list[Received]) -> None:
         if it.control_id is not None:
             rows = tx.query(
                 "INSERT INTO hl7_inbox (received_us, sender_key, control_id, message_type, "
-                "status, ack_code, raw, ack, reason, location, peer) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender_key, control_id) "
+                "status, ack_code, raw, ack, reason, location, peer, plan) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender_key, control_id) "
                 "DO NOTHING RETURNING id",
                 (now, it.sender_key, it.control_id, it.message_type, it.status, it.ack_code,
-                 it.raw, it.ack, it.reason, it.location, it.peer))
+                 it.raw, it.ack, it.reason, it.location, it.peer, it.plan))
             if rows:
                 it.row_id = int(rows[0][0])
                 continue
@@ -118,6 +120,7 @@ class InboxRow:
     location: str | None
     attempts: int
     result: str | None
+    plan: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "received": to_instant(self.received_us),
@@ -128,12 +131,12 @@ class InboxRow:
 
 
 _COLUMNS = ("id, received_us, sender_key, control_id, message_type, status, ack_code, raw, "
-            "reason, location, attempts, result")
+            "reason, location, attempts, result, plan")
 
 
 def _rows(q: Queryable, where: str, args: tuple[Any, ...], suffix: str = "") -> list[InboxRow]:
     return [InboxRow(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                     int(r[10]), r[11])
+                     int(r[10]), r[11], r[12])
             for r in q.query(f"SELECT {_COLUMNS} FROM hl7_inbox WHERE {where} {suffix}", args)]
 
 
@@ -191,7 +194,7 @@ def claim_one(tx: StoreTx, row_id: int) -> InboxRow | None:
 
 def mark_done(tx: StoreTx, row_id: int, result: str) -> None:
     tx.query("UPDATE hl7_inbox SET status = 'done', processed_us = ?, result = ?, "
-             "attempts = attempts + 1, reason = NULL, location = NULL WHERE id = ?",
+             "attempts = attempts + 1, reason = NULL, location = NULL, plan = NULL WHERE id = ?",
              (now_us(), result, row_id))
 
 
@@ -203,6 +206,6 @@ def mark_error(tx: StoreTx, row_id: int, reason: str, location: str | None) -> N
 
 def requeue(tx: StoreTx, row_id: int) -> bool:
     """Put an error row back to pending (replay); False if it is not in the error queue."""
-    rows = tx.query("UPDATE hl7_inbox SET status = 'pending' WHERE id = ? AND status = 'error' "
-                    "RETURNING id", (row_id,))
+    rows = tx.query("UPDATE hl7_inbox SET status = 'pending', plan = NULL WHERE id = ? AND "
+                    "status = 'error' RETURNING id", (row_id,))
     return bool(rows)

@@ -74,6 +74,23 @@ class Plan:
             out["display"] = display
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON (kept in the inbox row, so that applying it later needs no second
+        parse of the message)."""
+        return {"time": self.message_time_us,
+                "items": [[p.key, p.res_type, p.body, p.ident, sorted(p.clear), p.update]
+                          for p in self.items.values()],
+                "repoints": [[r.res_type, r.param, r.element, r.source, r.target]
+                             for r in self.repoints]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        plan = cls(message_time_us=data.get("time"))
+        for key, res_type, body, ident, clear, update in data["items"]:
+            plan.items[key] = Planned(key, res_type, body, ident, set(clear), update)
+        plan.repoints = [Repoint(*r) for r in data.get("repoints", [])]
+        return plan
+
     def resources(self) -> list[dict[str, Any]]:
         """The planned bodies, references left as written (for $convert previews)."""
         return [p.body for p in self.items.values()]
