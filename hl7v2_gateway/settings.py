@@ -116,6 +116,9 @@ def settings_from(data: dict[str, Any]) -> GatewaySettings:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"HL7 configuration: outbound[{i}] needs host and port ({exc})"
                              ) from exc
-    settings = GatewaySettings(**values, outbound=tuple(endpoints))
-    settings.tz  # noqa: B018 - fail now on an unknown zone
+    try:
+        settings = GatewaySettings(**values, outbound=tuple(endpoints))
+        settings.tz  # noqa: B018 - fail now on an unknown zone
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"HL7 configuration: {exc}") from exc
     return settings

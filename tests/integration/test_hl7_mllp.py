@@ -8,6 +8,7 @@ ACKs loses nothing (the inbox is applied at restart)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -369,4 +370,26 @@ def test_two_listeners_on_one_postgresql_store(tmp_path: Path) -> None:
     assert len(fhir.search("Patient")) == 3
     obs = fhir.search("Observation")
     assert len(obs) == 12 * 28
+    fhir.close()
+
+
+def test_sigterm_stops_cleanly_and_nothing_acknowledged_is_lost(db_url: str,
+                                                                tmp_path: Path) -> None:
+    fhir = Fhir(db_url)
+    node = Listener(db_url, tmp_path / "term.log")
+    base = original_mode(sample("LRI_2.0-NG_CBC_Typ_Message.hl7"))
+    acked = []
+    with MLLPClient("127.0.0.1", node.port) as c:
+        for k in range(10):
+            t = set_field(set_field(base, "MSH", 10, f"S{k}"), "OBR", 3, f"SF{k}^L")
+            assert ack_fields(c.send_message(t))["code"] == "AA"
+            acked.append(k)
+    t0 = time.monotonic()
+    node.kill(signal.SIGTERM)
+    assert node.proc.returncode == 0, node.log()[-2000:]
+    assert time.monotonic() - t0 < 30
+    assert "stopping" in node.log()
+    with listening(db_url, tmp_path):
+        assert fhir.wait_processed() == {"done": 10}
+    assert len(fhir.search("DiagnosticReport")) == 10
     fhir.close()
