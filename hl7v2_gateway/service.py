@@ -27,6 +27,19 @@ from hl7v2_gateway.settings import GatewaySettings
 log = logging.getLogger("telefhir.hl7")
 
 
+def _redact(url: str) -> str:
+    """`url` without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def _set_parent_death_signal() -> None:
     """Ask Linux to kill this process when its parent dies (even by kill -9)."""
     import ctypes
@@ -103,8 +116,8 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"telefhir MLLP listener on {host}:{bound} (store {db_url})", file=sys.stderr,
-          flush=True)
+    print(f"telefhir MLLP listener on {host}:{bound} (store {_redact(db_url)})",
+          file=sys.stderr, flush=True)
     if ready is not None:
         ready.set()
     await stop.wait()

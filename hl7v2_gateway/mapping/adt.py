@@ -2,8 +2,9 @@
 reference (Practitioner, Location, Organization), RelatedPerson from NK1, Coverage from IN1
 (v2-to-FHIR IG message maps ADT_A01, ADT_A02, ADT_A03, ADT_A05, ADT_A09...).
 
-One row of EVENTS per trigger event says what it does to the Encounter: its status (None keeps
-what PV1 says) and class (A06/A07 change it); A28/A31 are person-only (no Encounter)."""
+One row of EVENTS per trigger event says what it does to the Encounter: its status (the IG's
+ConceptMap table-hl70003-to-encounter-status where it has the event; None keeps what PV1 says)
+and class (A06/A07 change it); A28/A31 are person-only (no Encounter)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ EVENTS = {
     "A01": AdtEvent("in-progress"),  # admit/visit notification
     "A02": AdtEvent("in-progress"),  # transfer: PV1-3 new, PV1-6 prior location
     "A03": AdtEvent("finished"),  # discharge/end visit
-    "A04": AdtEvent("arrived"),  # register a patient
+    "A04": AdtEvent("planned"),  # register a patient (the IG ConceptMap table 0003 -> status)
     "A05": AdtEvent("planned"),  # pre-admit
     "A06": AdtEvent("in-progress", klass="IMP"),  # outpatient -> inpatient
     "A07": AdtEvent("in-progress", klass="AMB"),  # inpatient -> outpatient

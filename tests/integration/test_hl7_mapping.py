@@ -67,7 +67,7 @@ def patient_of(client: FlaskClient, text: str) -> dict[str, Any]:
 # -- ADT --------------------------------------------------------------------------------
 
 ADT_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished",
-              "A04": "arrived", "A05": "planned", "A06": "in-progress", "A07": "in-progress",
+              "A04": "planned", "A05": "planned", "A06": "in-progress", "A07": "in-progress",
               "A08": None, "A11": "cancelled", "A13": "in-progress"}
 
 
