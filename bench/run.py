@@ -40,8 +40,10 @@ SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4-smart"
 RESULTS = ROOT / "bench" / "results"
 BIN = Path(sys.executable).parent
 FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
 INGEST_TARGET = {"sqlite": 1500, "postgresql": 1000}  # resources/s
 READ_TARGET, READ_P99_TARGET, RSS_TARGET = 8000, 20, 400  # req/s, ms, MB
+XML_READ_RATIO_TARGET = 0.5  # XML read req/s over JSON read req/s, same run
 
 
 # -- the server and its memory --------------------------------------------------------------
@@ -191,12 +193,12 @@ def lua_string(s: str) -> str:
     return json.dumps(s)  # JSON string escapes are valid Lua escapes for ASCII text
 
 
-def read_script(paths: list[str]) -> str:
-    """wrk script: GET a random existing resource per request."""
+def read_script(paths: list[str], accept: str = FHIR_JSON) -> str:
+    """wrk script: GET a random existing resource per request, asking for `accept`."""
     items = ",\n".join(lua_string(p) for p in paths)
     return (
         f"local paths = {{\n{items}\n}}\n"
-        'local headers = {["Accept"] = "application/fhir+json"}\n'
+        f'local headers = {{["Accept"] = "{accept}"}}\n'
         f"{WRK_SEED}"
         "request = function()\n"
         "  return wrk.format(\"GET\", paths[math.random(#paths)], headers)\n"
@@ -262,6 +264,7 @@ def run_wrk(url: str, script: Path, threads: int, connections: int, seconds: int
     return {
         "command": " ".join(cmd),
         "requests": data["requests"],
+        "seconds": secs,
         "req_s": round(data["requests"] / secs, 1),
         "p50_ms": round(data["p50_us"] / 1000, 2),
         "p90_ms": round(data["p90_us"] / 1000, 2),
@@ -271,6 +274,35 @@ def run_wrk(url: str, script: Path, threads: int, connections: int, seconds: int
         "non_2xx": data["err_status"],
         "raw": out,
     }
+
+
+def merge_runs(
+    runs: list[tuple[dict[str, Any], dict[str, float]]],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """One result (and CPU split) from several wrk runs of one script: requests and CPU
+    seconds summed, req/s over the summed durations, the median p50 and the worst p99."""
+    results = [r for r, _ in runs]
+    seconds = sum(r["seconds"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    p50s = sorted(r["p50_ms"] for r in results)
+    merged: dict[str, Any] = {
+        "command": results[0]["command"], "runs": len(results), "requests": requests,
+        "req_s": round(requests / seconds, 1) if seconds else 0.0,
+        "req_s_by_run": [r["req_s"] for r in results],
+        "p50_ms": p50s[len(p50s) // 2], "p90_ms": max(r["p90_ms"] for r in results),
+        "p99_ms": max(r["p99_ms"] for r in results), "max_ms": max(r["max_ms"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "non_2xx": sum(r["non_2xx"] for r in results),
+    }
+    cpu: dict[str, float] = {}
+    for _, split in runs:
+        for k, v in split.items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    for k in cpu:
+        if k.endswith("_pct"):
+            cpu[k] = round(cpu[k] / len(runs), 1)
+    per_request(merged, cpu)
+    return merged, cpu
 
 
 def per_request(result: dict[str, Any], cpu: dict[str, float]) -> None:
@@ -358,12 +390,16 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4, help="concurrent ingest clients")
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--read-seconds", type=int, default=20)
+    ap.add_argument("--read-seconds", type=int, default=20,
+                    help="seconds of JSON reads, and as many of XML reads")
+    ap.add_argument("--read-rounds", type=int, default=4,
+                    help="JSON and XML reads alternate in this many rounds")
     ap.add_argument("--create-seconds", type=int, default=15)
     ap.add_argument("--wait-quiet", type=float, default=600, metavar="SECONDS",
                     help="first wait up to this long for other work on the machine to stop "
                          "(0: do not wait)")
-    ap.add_argument("--profile", choices=["ingest", "read", "create"], action="append",
+    ap.add_argument("--profile", choices=["ingest", "read", "xml-read", "create"],
+                    action="append",
                     default=[], help="py-spy every worker during this phase (slows it down)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -418,15 +454,26 @@ def main() -> int:
                     raise SystemExit("no Patient/Observation ids from ingest; cannot go on")
                 read_lua = work / "read.lua"
                 read_lua.write_text(read_script(paths))
-                cpu.split()
-                mem.phase = "read"
-                with profiled("read" in args.profile, proc.pid, "read", args.read_seconds):
-                    read = run_wrk(f"http://127.0.0.1:{port}", read_lua, args.wrk_threads,
-                                   args.connections, args.read_seconds)
-                load["read"] = cpu.split()
+                xml_lua = work / "read-xml.lua"  # the same reads answered in XML
+                xml_lua.write_text(read_script(paths, FHIR_XML))
+                # JSON and XML reads alternate in rounds, so that both see the same machine
+                chunk = max(1, args.read_seconds // args.read_rounds)
+                runs: dict[str, list[tuple[dict[str, Any], dict[str, float]]]] = {
+                    "read": [], "xml-read": []}
+                for _ in range(args.read_rounds):
+                    for phase, script in (("read", read_lua), ("xml-read", xml_lua)):
+                        cpu.split()
+                        mem.phase = phase
+                        with profiled(phase in args.profile, proc.pid, phase, chunk):
+                            run = run_wrk(f"http://127.0.0.1:{port}", script,
+                                          args.wrk_threads, args.connections, chunk)
+                        runs[phase].append((run, cpu.split()))
+                read, load["read"] = merge_runs(runs["read"])
                 read["ids"] = len(paths)
-                per_request(read, load["read"])
                 results["read"] = read
+                xml_read, load["xml-read"] = merge_runs(runs["xml-read"])
+                xml_read["ratio_to_json"] = round(xml_read["req_s"] / max(read["req_s"], 1), 3)
+                results["xml_read"] = xml_read
 
                 create_lua = work / "create.lua"
                 create_lua.write_text(create_script(ing.ids.get("Patient", [])))
@@ -451,6 +498,7 @@ def main() -> int:
             }
 
     ing_r, rd, cr, memr = results["ingest"], results["read"], results["create"], results["memory"]
+    xr = results["xml_read"]
     rows = [
         ("ingest (28 Synthea tx, HTTP)", f"{ing_r['res_s']:.0f} res/s",
          f">= {INGEST_TARGET[args.backend]}", verdict(ing_r["res_s"], INGEST_TARGET[args.backend])),
@@ -460,6 +508,12 @@ def main() -> int:
          f"p99 < {READ_P99_TARGET} ms", verdict(rd["p99_ms"], READ_P99_TARGET, False)),
         ("read CPU/request server+db", f"{rd['server_cpu_us_per_req']} + "
          f"{rd['database_cpu_us_per_req']} us", "-", ""),
+        ("XML read by id (wrk)", f"{xr['req_s']:.0f} req/s = {100 * xr['ratio_to_json']:.0f}%",
+         f">= {100 * XML_READ_RATIO_TARGET:.0f}% JSON",
+         verdict(xr["ratio_to_json"], XML_READ_RATIO_TARGET)),
+        ("XML read p50 / p99", f"{xr['p50_ms']:.2f} / {xr['p99_ms']:.2f} ms", "-", ""),
+        ("XML read CPU/request server+db", f"{xr['server_cpu_us_per_req']} + "
+         f"{xr['database_cpu_us_per_req']} us", "-", ""),
         ("create (wrk)", f"{cr['req_s']:.0f} req/s", "-", ""),
         ("create p50 / p99", f"{cr['p50_ms']:.2f} / {cr['p99_ms']:.2f} ms", "-", ""),
         ("create CPU/request server+db", f"{cr['server_cpu_us_per_req']} + "
@@ -479,11 +533,11 @@ def main() -> int:
               f"{v['others_pct']:5.0f}")
     if any(v["others_pct"] > 10 for v in results["cpu"].values()):
         print("WARNING: other work competed for the CPU; these figures are not representative")
-    errs = rd["errors"] + cr["errors"]
+    errs = rd["errors"] + xr["errors"] + cr["errors"]
     if errs or ing_r["failures"]:
-        print(f"WARNING: read errors {rd['errors']}, create errors {cr['errors']}, "
-              f"ingest failures {len(ing_r['failures'])}")
-    for phase in ("read", "create"):
+        print(f"WARNING: read errors {rd['errors']}, XML read errors {xr['errors']}, create "
+              f"errors {cr['errors']}, ingest failures {len(ing_r['failures'])}")
+    for phase in ("read", "xml_read", "create"):
         results[phase].pop("raw", None)
     out = RESULTS / f"{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server.interactions.registry import interactions
+from fhir_server.negotiation import FORMATS
 from fhir_server.patching.formats import PATCH_FORMATS
 from fhir_server.search.include import include_params, revinclude_params
 from fhir_server.search.model import PREFIXED_TYPES, PREFIXES
@@ -123,7 +124,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "software": {"name": SOFTWARE_NAME, "version": SOFTWARE_VERSION},
         "implementation": {"description": "telefhir FHIR R4 server", "url": base_url},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": list(FORMATS),
         "patchFormat": list(PATCH_FORMATS),
         "rest": [
             {

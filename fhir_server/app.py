@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from fhir_server.config import Config
 from fhir_server.context import Context
 from fhir_server.dispatcher import Dispatcher
 from fhir_server.errors import Issue, operation_outcome
+from fhir_server.formats import outcome_xml
 from fhir_server.hooks import Hooks
+from fhir_server.negotiation import FHIR_JSON, FHIR_XML, XML_TYPES, is_xml, preferred_type
 from fhir_server.request import FhirRequest
 from fhir_server.store.base import ResourceStore
 from fhir_server.web.views import fhir_blueprint
@@ -63,6 +65,12 @@ def build_dispatcher(ctx: Context) -> Dispatcher:
     return Dispatcher(ctx, capabilities)
 
 
+def error_media(fmt: str | None, accept: str | None, content_type: str | None) -> str:
+    """The format of an error raised before the dispatcher: as negotiated, else JSON."""
+    sent_xml = (content_type or "").split(";")[0].strip().lower() in XML_TYPES
+    return preferred_type(fmt, accept, FHIR_XML if sent_xml else FHIR_JSON) or FHIR_JSON
+
+
 def create_app(config: Config | None = None, store: ResourceStore | None = None) -> Flask:
     """The WSGI application serving the FHIR API at `config.base_path`."""
     config = config or Config.from_env()
@@ -87,7 +95,9 @@ def create_app(config: Config | None = None, store: ResourceStore | None = None)
         status = exc.code or 500
         code = {404: "not-found", 413: "too-long"}.get(status, "processing")
         outcome = operation_outcome([Issue("error", code, exc.description or exc.name)])
-        return Response(orjson.dumps(outcome), status=status,
-                        content_type="application/fhir+json; charset=utf-8")
+        media = error_media(request.args.get("_format"), request.headers.get("Accept"),
+                            request.headers.get("Content-Type"))
+        body = outcome_xml(outcome) if is_xml(media) else orjson.dumps(outcome)
+        return Response(body, status=status, content_type=f"{media}; charset=utf-8")
 
     return app

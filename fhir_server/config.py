@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-DEFAULT_PLUGINS = ("operations.registry", "operations.visits.plugin", "smart_apps.video.plugin",
-                   "hl7v2_gateway.plugin")
+DEFAULT_PLUGINS = ("operations.registry", "operations.billing.eligibility",
+                   "operations.visits.plugin", "smart_apps.video.plugin", "hl7v2_gateway.plugin")
 """Modules whose `install(ctx)` wires their hooks and registries into each server context, in
 order (the composition root imports them by name, so fhir_server imports none of them)."""
 
@@ -23,6 +23,9 @@ class Config:
     default_page_size: int = 50
     max_body_bytes: int = 64 * 1024 * 1024
     plugins: tuple[str, ...] = DEFAULT_PLUGINS
+    billing_tables: tuple[str, ...] = ()  # extra folders of payer fee/rule tables (JSON)
+    x12_submitter_id: str | None = None  # ISA06/GS02/1000A id; default: the billing NPI
+    x12_usage: str = "P"  # ISA15: P production, T test
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -32,5 +35,12 @@ class Config:
             values["db_url"] = os.environ["TELEFHIR_DB"]
         if "TELEFHIR_BASE_URL" in os.environ:
             values["public_base_url"] = os.environ["TELEFHIR_BASE_URL"]
+        if os.environ.get("TELEFHIR_BILLING_TABLES"):
+            values["billing_tables"] = tuple(
+                p for p in os.environ["TELEFHIR_BILLING_TABLES"].split(os.pathsep) if p)
+        if os.environ.get("TELEFHIR_X12_SUBMITTER_ID"):
+            values["x12_submitter_id"] = os.environ["TELEFHIR_X12_SUBMITTER_ID"]
+        if os.environ.get("TELEFHIR_X12_USAGE"):
+            values["x12_usage"] = os.environ["TELEFHIR_X12_USAGE"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -9,7 +9,10 @@ Modelled on HAPI FHIR interceptor pointcuts. A hook raising FhirError aborts the
 - before_delete(ctx, tx, res_type, res_id), after_delete(ctx, tx, stored)
 - before_operation(ctx, req, call)    (call: operations.registry.OperationCall, parameters
                                        parsed; `call.op.needs` says what it requires)
-- before_response(ctx, req, resp)
+- before_response(ctx, req, resp)      (resp.resource / resp.raw are JSON even when the client
+                                       asked for XML: XML is written after this hook, and an
+                                       XML request body has been read into JSON before
+                                       request_received)
 - security_event(ctx, event)           (a fhir_server.principal.SecurityEvent from the
                                        authorization server: sign-in, token, refresh, revoke)
 """

@@ -52,7 +52,11 @@ class FhirRequest:
 @dataclass
 class FhirResponse:
     """What to answer. `resource` is a JSON-able dict; `raw` is pre-serialised JSON bytes
-    (stored bodies are served as they are); at most one of them is set."""
+    (stored bodies are served as they are); at most one of them is set. A `raw` body with a
+    non-JSON `Content-Type` header of its own is not FHIR (an operation's X12 or PDF answer)
+    and is sent as it is (fhir_server.dispatcher.own_media). Interactions and hooks only ever
+    see JSON; when the client asked for XML, the response `Dispatcher.handle` returns holds the
+    XML document in `raw` (Content-Type application/fhir+xml or application/xml)."""
 
     status: int
     resource: dict[str, Any] | None = None

@@ -49,9 +49,11 @@ def check_resource(resource: dict[str, Any], res_type: str | None) -> None:
 
 def stamp(resource: dict[str, Any], res_id: str, version: int, updated_us: int) -> dict[str, Any]:
     """The resource as stored: id and meta.versionId/lastUpdated set by the server, first."""
-    meta = dict(resource.get("meta") or {})
-    meta["versionId"] = str(version)
-    meta["lastUpdated"] = to_instant(updated_us)
+    # versionId and lastUpdated first: the order of Meta's definition (and of its XML)
+    meta = {"versionId": str(version), "lastUpdated": to_instant(updated_us)}
+    for k, v in (resource.get("meta") or {}).items():
+        if k not in meta:
+            meta[k] = v
     out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
     for k, v in resource.items():
         if k not in out:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import orjson
 
+from resources.narrative import narrative_xml
+
 _DATA = Path(__file__).resolve().parent / "data" / "structures.json.gz"
 
 
@@ -168,11 +170,16 @@ def _check_base64(value: object) -> str | None:
 
 
 def check_xhtml(value: object) -> str | None:
-    """Narrative.div: an XHTML string whose root is a div (https://hl7.org/fhir/R4/narrative.html)."""
+    """Narrative.div: well-formed XHTML whose root is a div
+    (https://hl7.org/fhir/R4/narrative.html#xhtml)."""
     if type(value) is not str or not value:
         return "Narrative div: " + _not_string(value)
     if not value.lstrip().startswith("<div"):
         return "Narrative div must be an XHTML <div> element"
+    try:
+        narrative_xml(value)
+    except ValueError as exc:
+        return f"Narrative div: {exc}"
     return None
 
 

@@ -57,6 +57,9 @@ def search(
     return FhirResponse(200, resource=bundle)
 
 
+_FORMAT_PARAMS = ("_format", "_pretty")
+
+
 def _link(
     req: FhirRequest,
     res_type: str | None,
@@ -84,6 +87,8 @@ def searchset(
     sr = result.request
     base = req.base_url.rstrip("/")
     applied = list(sr.applied)
+    # the links answer in the format asked for (https://hl7.org/fhir/R4/http.html#paging)
+    applied += [(k, v) for k, v in req.query if k in _FORMAT_PARAMS and (k, v) not in applied]
     self_params = applied + ([("_cursor", sr.cursor)] if sr.cursor else [])
     links = [{"relation": "self", "url": _link(req, res_type, compartment, self_params)}]
     if result.next_cursor:

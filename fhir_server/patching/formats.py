@@ -26,7 +26,9 @@ from fhir_server.patching.merge_patch import merge_patch, parse_merge_patch
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 FHIR_JSON = "application/fhir+json"
-PATCH_FORMATS = (JSON_PATCH, FHIR_JSON, MERGE_PATCH)  # as the CapabilityStatement lists them
+FHIR_XML = "application/fhir+xml"  # FHIRPath Patch in XML: the dispatcher reads it into JSON
+# as the CapabilityStatement lists them
+PATCH_FORMATS = (JSON_PATCH, FHIR_JSON, FHIR_XML, MERGE_PATCH)
 _FHIR_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
 
 

@@ -95,8 +95,11 @@ def test_format_and_accept(server: LiveServer) -> None:
     assert server.http.get(url, params={"_format": "json"}).status_code == 200
     r = server.http.get(url, params={"_format": "application/json"})
     assert r.headers["Content-Type"].startswith("application/json")
-    assert server.http.get(url, params={"_format": "xml"}).status_code == 406
-    r = server.http.get(url, headers={"Accept": "application/fhir+xml"})
+    r = server.http.get(url, params={"_format": "xml"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/fhir+xml")
+    r = server.http.get(url, params={"_format": "html"})
+    assert r.status_code == 406 and r.json()["resourceType"] == "OperationOutcome"
+    r = server.http.get(url, headers={"Accept": "text/turtle"})
     assert r.status_code == 406 and r.json()["resourceType"] == "OperationOutcome"
     r = server.http.get(url, headers={"Accept": "text/html;q=0.9, application/fhir+json"})
     assert r.status_code == 200
@@ -108,7 +111,7 @@ def test_format_and_accept(server: LiveServer) -> None:
 
 def test_unsupported_content_type_and_bad_json(server: LiveServer) -> None:
     r = server.http.post(server.url("Patient"), data="<Patient/>",
-                         headers={"Content-Type": "application/fhir+xml"})
+                         headers={"Content-Type": "text/plain"})
     assert r.status_code == 415
     r = server.http.post(server.url("Patient"), data="{not json", headers=FHIR_JSON)
     assert r.status_code == 400 and "not valid JSON" in outcome_text(r)

@@ -484,10 +484,10 @@ def test_patch_is_searchable_in_every_format(server: LiveServer) -> None:
 
 
 def test_capability_statement_lists_the_formats(server: LiveServer) -> None:
-    """CapabilityStatement.patchFormat names the three formats
+    """CapabilityStatement.patchFormat names the three formats, FHIRPath Patch in JSON and XML
     (https://hl7.org/fhir/R4/capabilitystatement-definitions.html#CapabilityStatement.patchFormat)."""
     caps = server.http.get(server.url("metadata"), headers=FHIR_JSON).json()
     assert set(caps["patchFormat"]) == {"application/json-patch+json", "application/fhir+json",
-                                        "application/merge-patch+json"}
+                                        "application/fhir+xml", "application/merge-patch+json"}
     patient = next(r for r in caps["rest"][0]["resource"] if r["type"] == "Patient")
     assert {"code": "patch"} in patient["interaction"]

@@ -699,7 +699,7 @@ def test_unreadable_bodies(server: LiveServer) -> None:
                                (b"", "application/fhir+json", 400),
                                (b"\xff\xfe", "application/fhir+json", 400),
                                (bundle, "text/plain", 415),
-                               (bundle, "application/fhir+xml", 415)):
+                               (bundle, "application/fhir+xml", 400)):  # not XML
         r = server.http.post(server.base, data=raw, headers={"Content-Type": ctype})
         assert r.status_code == status, (raw, ctype, r.text)
         assert r.json()["resourceType"] == "OperationOutcome"

@@ -25,14 +25,38 @@ def _req(accept: str | None = None, fmt: str | None = None) -> FhirRequest:
         ("text/html, application/fhir+json;q=0.5", None, "application/fhir+json"),
         ("application/fhir+xml", "json", "application/fhir+json"),
         (None, "application/fhir+json", "application/fhir+json"),
+        ("application/fhir+xml", None, "application/fhir+xml"),
+        ("application/xml", None, "application/xml"),
+        ("text/xml", None, "application/xml"),
+        (None, "xml", "application/fhir+xml"),
+        (None, "application/fhir xml", "application/fhir+xml"),  # '+' not escaped
+        (None, "application/xml+fhir;charset=utf-8", "application/fhir+xml"),
+        ("application/fhir+json;q=0.8, application/fhir+xml", None, "application/fhir+xml"),
+        ("application/fhir+xml;q=0.5, application/fhir+json;q=0.9", None,
+         "application/fhir+json"),
+        ("application/fhir+json;q=0, */*", None, "application/fhir+xml"),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", None,
+         "application/xml"),  # a browser
     ],
 )
-def test_json_is_negotiated(accept: str | None, fmt: str | None, expected: str) -> None:
+def test_format_is_negotiated(accept: str | None, fmt: str | None, expected: str) -> None:
     assert response_type(_req(accept, fmt)) == expected
 
 
-@pytest.mark.parametrize(("accept", "fmt"), [("application/fhir+xml", None), (None, "xml"),
-                                              ("text/turtle", None), (None, "application/xml")])
+def test_an_xml_body_is_answered_in_xml_unless_asked_otherwise() -> None:
+    def req(accept: str | None) -> FhirRequest:
+        headers = {"content-type": "application/fhir+xml", **({"accept": accept} if accept
+                                                                else {})}
+        return FhirRequest("POST", "Patient", [], headers, b"<Patient/>")
+
+    assert response_type(req(None)) == "application/fhir+xml"
+    assert response_type(req("*/*")) == "application/fhir+xml"
+    assert response_type(req("application/fhir+json")) == "application/fhir+json"
+
+
+@pytest.mark.parametrize(("accept", "fmt"), [("text/turtle", None), (None, "ttl"),
+                                              (None, "html"), ("application/fhir+json;q=0",
+                                                               None)])
 def test_other_formats_get_406(accept: str | None, fmt: str | None) -> None:
     with pytest.raises(FhirError) as err:
         response_type(_req(accept, fmt))

@@ -511,6 +511,17 @@ BAD: list[tuple[str, object, set[tuple[str, str]]]] = [
         {("value", "Patient.text.div")},
     ),
     (
+        "narrative div not well-formed",
+        {"resourceType": "Patient", "text": {"status": "generated",
+                                             "div": "<div><p>unclosed</div>"}},
+        {("value", "Patient.text.div")},
+    ),
+    (
+        "narrative div with an undeclared entity",
+        {"resourceType": "Patient", "text": {"status": "generated", "div": "<div>&nbsp;</div>"}},
+        {("value", "Patient.text.div")},
+    ),
+    (
         "narrative without div",
         {"resourceType": "Patient", "text": {"status": "generated"}},
         {("required", "Patient.text.div")},
