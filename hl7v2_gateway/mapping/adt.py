@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hl7v2_gateway.mapping import Source, maps
-from hl7v2_gateway.mapping.common import coverages, encounter, patient, related_persons
+from hl7v2_gateway.mapping.common import (
+    coverages,
+    encounter,
+    observations,
+    patient,
+    related_persons,
+)
 
 
 @dataclass(frozen=True)
@@ -42,10 +48,12 @@ def adt(src: Source) -> None:
     ev = EVENTS[src.event]
     pat = patient(src)
     related_persons(src, pat)
+    enc = None
     if ev.encounter:
         enc = encounter(src, pat, ev.status, ev.klass)
         if enc is not None and src.event == "A13":  # the discharge is undone: no period.end
             period = src.plan.items[enc].body.get("period")
             if isinstance(period, dict):
                 period.pop("end", None)
+    observations(src, pat, enc)
     coverages(src, pat)

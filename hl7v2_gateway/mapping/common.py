@@ -377,6 +377,15 @@ def coverages(src: Source, patient_key: str) -> list[str]:
     return out
 
 
+def observations(src: Source, patient_key: str, enc_key: str | None) -> list[str]:
+    """OBX segments of a non-result message (ADT, SIU) as Observations of the patient (the
+    IG's ADT_A01 and SIU_S12 maps), keyed by the message's sender and control id."""
+    from hl7v2_gateway.mapping.oru_r01 import notes_after, observation
+
+    return [observation(src, obx, patient_key, enc_key, None, None, notes_after(src, obx))
+            for obx in src.msg.all("OBX")]
+
+
 def reference_to(plan: Plan, key: str | None) -> dict[str, Any] | None:
     return plan.ref(key) if key else None
 

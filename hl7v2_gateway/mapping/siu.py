@@ -9,7 +9,7 @@ from typing import Any
 
 from hl7v2_gateway.datatypes import codeable
 from hl7v2_gateway.mapping import Source, maps
-from hl7v2_gateway.mapping.common import location, patient, practitioner
+from hl7v2_gateway.mapping.common import location, observations, patient, practitioner
 from hl7v2_gateway.plan import identifier_key
 from hl7v2_gateway.timefmt import V2Time
 
@@ -109,6 +109,7 @@ def siu(src: Source) -> None:
     if schedule_actor and start:
         body["slot"] = [src.plan.ref(_slot(src, main, schedule_actor, start, end, status))]
     src.plan.add(identifier_key("Appointment", main), "Appointment", body, main)
+    observations(src, pat, None)
 
 
 def _instant(t: V2Time) -> str:

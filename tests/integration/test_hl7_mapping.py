@@ -226,7 +226,8 @@ def test_same_patient_through_adt_oru_and_siu_is_one_patient(client: FlaskClient
         assert ingest(client, text)["status"] == "done"
     pat = only(search(client, "Patient?identifier=10006579"))
     assert pat["name"][0]["family"] == "EVERYMAN"  # the SIU, the newest message (MSH-7)
-    assert len(search(client, f"Observation?subject=Patient/{pat['id']}")) == 28
+    # the 28 results of the ORU and the heart rate OBX of the SIU
+    assert len(search(client, f"Observation?subject=Patient/{pat['id']}")) == 29
     assert len(search(client, f"Encounter?subject=Patient/{pat['id']}")) == 1
     appt = only(search(client, f"Appointment?patient=Patient/{pat['id']}"))
     assert appt["status"] == "booked"
