@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-CLI_MODULES = ("smart_apps.cli",)
+CLI_MODULES = ("smart_apps.cli", "hl7v2_gateway.cli")
 """Modules whose `register(subparsers, default_db)` adds commands of their own."""
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_PLUGINS = ("operations.registry", "smart_apps.plugin", "operations.billing.eligibility",
-                   "operations.visits.plugin", "smart_apps.video.plugin")
+                   "operations.visits.plugin", "smart_apps.video.plugin", "hl7v2_gateway.plugin")
 """Modules whose `install(ctx)` wires their hooks and registries into each server context, in
 order (the composition root imports them by name, so fhir_server imports none of them)."""
 

@@ -208,7 +208,7 @@ def _transaction(ctx: Context, req: FhirRequest, entries: list[_Entry]) -> list[
         if e.method in ("POST", "PUT") and e.resource is not None:
             check_resource_at(e)
     results: dict[int, FhirResponse] = {}
-    with ctx.store.transaction() as tx:
+    with ctx.writing() as tx:  # the caller's transaction when it has one (the HL7 gateway)
         tctx = ctx.within(tx)
         mapping = _assign_ids(tctx, tx, entries)
         _check_identities(entries)
