@@ -118,7 +118,7 @@ class Fhir:
 
     def __init__(self, db: str) -> None:
         self.store = open_store(db)
-        self.ctx = build_context(Config(db_url=db), self.store)
+        self.ctx = build_context(Config(db_url=db, auth=False), self.store)
         self.dispatcher = build_dispatcher(self.ctx)
 
     def close(self) -> None:

@@ -93,7 +93,7 @@ receiving_facility = "GHH"
 
 @pytest.fixture
 def api(config: tuple[Path, int], db_url: str) -> Iterator[FlaskClient]:
-    app = create_app(Config(db_url=db_url))
+    app = create_app(Config(db_url=db_url, auth=False))
     yield app.test_client()
     app.extensions["telefhir.context"].store.close()
 
