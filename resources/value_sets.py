@@ -171,6 +171,15 @@ class Terminology:
             if contains is not None:
                 return list(_flatten_contains(contains))
             raise CannotExpand(f"ValueSet {url or '(given)'} has neither compose nor expansion")
+        try:
+            return self._compose(compose, stack)
+        except CannotExpand:
+            contains = (vs.get("expansion") or {}).get("contains")
+            if contains is None:
+                raise
+            return list(_flatten_contains(contains))  # the expansion published with it
+
+    def _compose(self, compose: JsonObj, stack: tuple[str, ...]) -> list[Concept]:
         out: dict[tuple[str, str], Concept] = {}
         for inc in compose.get("include") or []:
             for c in self._include(inc, stack):
