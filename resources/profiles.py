@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fhirpathpy import apply_parsed_path  # type: ignore[attr-defined]
+from fhirpathpy import apply_parsed_path
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
@@ -131,8 +131,7 @@ def _value_key(el: JsonObj, prefix: str) -> tuple[str, Any] | None:
 
 
 def _segments(element_id: str) -> list[str]:
-    """An element id split at the dots that separate path segments (not those in slice names
-    is not needed here: R4 core slice names have no dots)."""
+    """An element id's segments (`name` or `name:slice`); R4's slice names have no dots."""
     return element_id.split(".")
 
 
@@ -224,6 +223,7 @@ def _children(node: _Node, name: str) -> list[_Node]:
     if not isinstance(obj, dict):
         return []
     out: list[_Node] = []
+    keys: list[tuple[str, str | None]]
     if name.endswith("[x]"):
         prefix = name[:-3]
         keys = [(k, _primitive_type(k[len(prefix):])) for k in obj
@@ -310,7 +310,7 @@ def _in_slice(sl: Rule, node: _Node, discriminators: list[JsonObj]) -> bool:
     return True
 
 
-def _codes(value: Any, typ: str | None) -> Iterator[tuple[str | None, str]]:
+def _codes(value: Any) -> Iterator[tuple[str | None, str]]:
     if isinstance(value, str):
         yield None, value
     elif isinstance(value, dict):
@@ -393,7 +393,7 @@ class _Checker:
         if expansion is None:
             self.profile.unchecked_bindings.add(rule.binding)
             return
-        codes = list(_codes(node.value, node.type))
+        codes = list(_codes(node.value))
         if not codes:
             return
         for system, code in codes:

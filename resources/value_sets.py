@@ -103,7 +103,7 @@ class CodeSystemIndex:
 
     def property_value(self, code: str, prop: str) -> list[str]:
         c = self.concepts.get(code) or {}
-        out = []
+        out: list[str] = []
         for p in c.get("property") or []:
             if p.get("code") == prop:
                 out.extend(str(v) for k, v in p.items() if k.startswith("value"))

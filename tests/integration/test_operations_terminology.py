@@ -185,7 +185,7 @@ def test_lookup_stored_code_system(client: FlaskClient, stored: dict[str, str]) 
 @pytest.mark.parametrize("query,status,says", [
     (f"?system={ISSUE_CS}&code=nope", 404, "'nope'"),
     ("?system=urn:nope&code=x", 404, "urn:nope"),
-    (f"?code=invalid", 400, "code system"),
+    ("?code=invalid", 400, "code system"),
     (f"?system={ISSUE_CS}", 400, "needs a code"),
     (f"?system={ISSUE_CS}&code=invalid&version=3.0", 404, "3.0"),
 ])
