@@ -25,6 +25,7 @@ TERMINOLOGY_FILE = DATA_DIR / "terminology.json.gz"
 
 JsonObj = dict[str, Any]
 
+_BEST_PRACTICE = "http://hl7.org/fhir/StructureDefinition/elementdefinition-bestpractice"
 _ELEMENT_KEYS = ("id", "path", "sliceName", "min", "max", "slicing", "type")
 _DROP_RESOURCE_KEYS = frozenset({"text", "extension", "contact", "jurisdiction", "meta",
                                  "identifier", "publisher", "purpose", "copyright", "description"})
@@ -44,7 +45,9 @@ def _element(el: JsonObj) -> JsonObj:
         out["binding"] = binding["valueSet"]
     constraints = [
         {"key": c["key"], "severity": c.get("severity", "error"), "human": c.get("human", ""),
-         "expression": c["expression"], "source": c.get("source", "")}
+         "expression": c["expression"], "source": c.get("source", ""),
+         "bestPractice": any(e.get("url") == _BEST_PRACTICE and e.get("valueBoolean")
+                             for e in c.get("extension", []))}
         for c in el.get("constraint", []) if c.get("expression")
     ]
     if constraints:

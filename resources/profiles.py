@@ -8,12 +8,15 @@ required bindings, type restrictions on choices, slicing by value/pattern/type/e
 discriminators (https://hl7.org/fhir/R4/profiling.html#slicing) and invariants in FHIRPath
 (https://hl7.org/fhir/R4/conformance-rules.html#constraints), evaluated with fhirpathpy. The
 structure rules of the base resource are resources.validation's; this adds what a profile says
-beyond them. mustSupport is not a validation rule and is ignored.
+beyond them. mustSupport is not a validation rule and is ignored, and so are best-practice
+invariants (guidance such as dom-6) and the invariants of data types (ele-1, ext-1, per-1...),
+which the resource snapshots do not carry.
 """
 
 from __future__ import annotations
 
 import gzip
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +42,8 @@ _MODEL = models["r4"]
 # fhirpathpy keeps per-evaluation state in module globals (constants.reset())
 FHIRPATH_LOCK = threading.Lock()
 _OPTIONS = {"traceFn": lambda _label, _value: None}  # trace() in an invariant prints nothing
+_RESOURCE_SOURCES = ("http://hl7.org/fhir/StructureDefinition/DomainResource",
+                     "http://hl7.org/fhir/StructureDefinition/Resource")
 _SKIPPED_SOURCES = ("http://hl7.org/fhir/StructureDefinition/Element",
                     "http://hl7.org/fhir/StructureDefinition/Extension")
 
@@ -115,10 +120,16 @@ def is_known(url: str) -> bool:
     return url.split("|", 1)[0] in _raw()
 
 
+_AS_FUNCTION = re.compile(r"(?<![\w.])as\(|(?<=\.)as\(")
+
+
 @cache
 def _parse(expression: str) -> Any:
+    """The parsed FHIRPath, or None. R4's invariants use the function as(T) on collections
+    (dom-3: `descendants().as(canonical)`), as FHIRPath N1 allowed; fhirpathpy implements the
+    later singleton-only as(), so it is read as ofType(T), its meaning on a collection."""
     try:
-        return parse(expression)
+        return parse(_AS_FUNCTION.sub("ofType(", expression))
     except Exception:  # noqa: BLE001 - fhirpathpy's parser raises assorted errors
         return None
 
@@ -178,7 +189,9 @@ def compile_profile(url: str) -> Profile:
                 rule.binding = binding
         for c in el.get("constraint", []):
             source = c.get("source", "")
-            if core and (source in _SKIPPED_SOURCES or (source and source != raw["url"])):
+            if c.get("bestPractice"):
+                continue  # guidance (e.g. dom-6, "should have narrative"), not a rule
+            if core and source and source not in (raw["url"], *_RESOURCE_SOURCES):
                 continue
             if not core and (c["key"] in base_keys or source in _SKIPPED_SOURCES):
                 continue
@@ -321,6 +334,36 @@ def _codes(value: Any) -> Iterator[tuple[str | None, str]]:
                 yield c.get("system"), c["code"]
 
 
+def _local_refs(value: Any, into: set[str]) -> set[str]:
+    """Every string starting with '#' in `value` (references, canonicals and uris to contained
+    resources)."""
+    if isinstance(value, str):
+        if value.startswith("#"):
+            into.add(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _local_refs(v, into)
+    elif isinstance(value, list):
+        for v in value:
+            _local_refs(v, into)
+    return into
+
+
+def _contained_referenced(resource: JsonObj) -> bool:
+    """dom-3 (https://hl7.org/fhir/R4/domainresource.html#invs): each contained resource is
+    referred to from elsewhere in the resource, or refers to its container ('#')."""
+    contained = resource.get("contained")
+    if not isinstance(contained, list):
+        return True
+    refs = _local_refs(resource, set())
+    for c in contained:
+        if not isinstance(c, dict):
+            continue
+        if f"#{c.get('id')}" not in refs and "#" not in _local_refs(c, set()):
+            return False
+    return True
+
+
 class _Checker:
     def __init__(self, profile: Profile, resource: JsonObj, issues: list[ValidationIssue],
                  skipped: list[str]) -> None:
@@ -408,6 +451,16 @@ class _Checker:
     def invariant(self, inv: Invariant, rule: Rule, node: _Node) -> None:
         if inv.parsed is None:
             self.skipped.append(inv.key)
+            return
+        if inv.expression.startswith("contained.") and isinstance(node.value, dict) and \
+                "contained" not in node.value:
+            return  # dom-2..dom-5 hold for a resource with nothing contained
+        if inv.key == "dom-3" and isinstance(node.value, dict):
+            # the same rule in Python: as FHIRPath (descendants() per contained resource) it
+            # takes seconds on a resource with many contained ones
+            if not _contained_referenced(node.value):
+                self.error("invariant", f"{inv.key}: {inv.human} ({self.profile.name})",
+                           node.path)
             return
         try:
             with FHIRPATH_LOCK:

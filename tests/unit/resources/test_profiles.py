@@ -148,3 +148,17 @@ def test_patterns_contain() -> None:
     assert not matches_pattern({"coding": [{"system": "s", "code": "x"}]},
                                {"coding": [{"system": "s", "code": "c"}]})
     assert not matches_pattern("a", {"code": "a"})
+
+
+def test_contained_resources_must_be_referenced() -> None:
+    """dom-3, from DomainResource: checked for every resource type."""
+    patient = {"resourceType": "Patient",
+               "contained": [{"resourceType": "Organization", "id": "org1", "name": "X"}],
+               "managingOrganization": {"reference": "#org1"}}
+    assert _errors(patient, "Patient") == []
+    patient["managingOrganization"] = {"reference": "Organization/1"}
+    [(text, where)] = _errors(patient, "Patient")
+    assert text.startswith("dom-3") and where == "Patient"
+    nested = {**patient, "contained": [{**patient["contained"][0], "contained": [
+        {"resourceType": "Organization", "id": "o2"}]}]}
+    assert any(t.startswith("dom-2") for t, _ in _errors(nested, "Patient"))
