@@ -8,7 +8,8 @@ create and update enforce) plus the invariants of the core resource definition; 
 (parameter or query) and the profiles the resource claims in meta.profile are checked with the
 profiles the server ships (resources.profiles). The answer is always 200 with an
 OperationOutcome listing what was found ("no issues" when valid); an unknown `profile` is an
-error issue naming it. Only an unusable invocation (no resource, an unknown mode) is a 400.
+error issue naming it; `mode=delete` warns of the resources that refer to the one to delete.
+Only an unusable invocation (no resource, an unknown mode) is a 400.
 Nothing is ever stored."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from fhir_server.access import restrictions
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.request import FhirResponse
 from operations.registry import OperationCall, operation
@@ -103,6 +105,8 @@ def validate_operation(call: OperationCall) -> FhirResponse:
         if stored is None or stored.deleted:
             issues.append(Issue("error", "not-found", f"{call.res_type}/{call.res_id} does not "
                                 "exist, so it cannot be deleted"))
+        else:
+            issues.extend(_referenced_by(call))
         return _answer(issues)
     if resource is None:
         if stored is None:
@@ -113,6 +117,28 @@ def validate_operation(call: OperationCall) -> FhirResponse:
         resource = orjson.loads(stored.body)
     assert isinstance(resource, dict)
     return _answer(validate(resource, call.res_type, mode, call.res_id, call.params.get("profile")))
+
+
+_SHOWN_REFERRERS = 10
+
+
+def _referenced_by(call: OperationCall) -> list[Issue]:
+    """A warning naming the resources (that the caller may see) whose reference search
+    parameters point at the one to delete: one `_revinclude=*` probe of the reference index.
+    Deleting it is allowed (the server keeps no referential integrity); they would dangle."""
+    q = call.ctx.tx or call.ctx.store
+    found = call.ctx.search_engine.search(
+        q, call.res_type, [("_id", call.res_id or ""), ("_revinclude", "*")],
+        restriction=restrictions(call.ctx, call.req, "search"))
+    if not found.include_pks:
+        return []
+    refs = q.load_bodies(found.include_pks[:_SHOWN_REFERRERS])
+    names = sorted(f"{r.res_type}/{r.res_id}" for r in refs.values())
+    more = len(found.include_pks) - len(names)
+    listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return [Issue("warning", "business-rule", f"{call.res_type}/{call.res_id} is referred to by "
+                  f"{len(found.include_pks)} resource(s): {listed}; after a delete their "
+                  "references would not resolve")]
 
 
 def _answer(issues: list[Issue]) -> FhirResponse:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,6 +29,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 from fhirpathpy.parser import parse
 
+from resources.fhirpath_lock import FHIRPATH_LOCK
 from resources.terminology import value_set_expansion
 from resources.types import PRIMITIVE_CHECKERS
 from resources.validation import ValidationIssue
@@ -39,8 +39,6 @@ CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 
 JsonObj = dict[str, Any]
 _MODEL = models["r4"]
-# fhirpathpy keeps per-evaluation state in module globals (constants.reset())
-FHIRPATH_LOCK = threading.Lock()
 _OPTIONS = {"traceFn": lambda _label, _value: None}  # trace() in an invariant prints nothing
 _RESOURCE_SOURCES = ("http://hl7.org/fhir/StructureDefinition/DomainResource",
                      "http://hl7.org/fhir/StructureDefinition/Resource")
@@ -94,7 +92,6 @@ class Profile:
     type: str
     root: Rule
     invariants: list[Invariant]
-    unchecked_bindings: set[str] = field(default_factory=set)
 
     @property
     def skipped_invariants(self) -> list[Invariant]:
@@ -434,8 +431,7 @@ class _Checker:
         assert rule.binding is not None
         expansion = value_set_expansion(rule.binding)
         if expansion is None:
-            self.profile.unchecked_bindings.add(rule.binding)
-            return
+            return  # a value set the server cannot enumerate: the binding is not checked
         codes = list(_codes(node.value))
         if not codes:
             return

@@ -130,6 +130,13 @@ def test_instance_level_and_modes(client: FlaskClient) -> None:
     assert not _errors(client.post(f"/fhir/Patient/{pid}/$validate?mode=delete"))
     gone = _errors(client.post("/fhir/Patient/nobody/$validate?mode=delete"))
     assert gone[0]["code"] == "not-found"
+    for _ in range(2):
+        client.post("/fhir/Observation", headers=H, data=json.dumps({
+            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{pid}"}}))
+    [warning] = _outcome(client.post(f"/fhir/Patient/{pid}/$validate?mode=delete"))
+    assert warning["severity"] == "warning" and "2 resource(s)" in warning["diagnostics"]
+    assert warning["diagnostics"].count("Observation/") == 2
     assert _count(client, "Patient") == 1
     assert client.get(f"/fhir/Patient/{pid}").json["meta"]["versionId"] == "1"
 
