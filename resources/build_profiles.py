@@ -34,7 +34,8 @@ _DROP_RESOURCE_KEYS = frozenset({"text", "extension", "contact", "jurisdiction",
 def _element(el: JsonObj) -> JsonObj:
     out: JsonObj = {k: el[k] for k in _ELEMENT_KEYS if k in el}
     if "type" in out:
-        out["type"] = [{"code": t["code"]} for t in out["type"]]
+        out["type"] = [{"code": t["code"], **({"profile": t["profile"]} if "profile" in t else {})}
+                       for t in out["type"]]
     if "slicing" in out:
         out["slicing"] = {k: v for k, v in out["slicing"].items() if k != "description"}
     for k, v in el.items():

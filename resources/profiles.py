@@ -73,6 +73,7 @@ class Rule:
     min: int
     max: int | None
     types: tuple[str, ...]
+    type_profiles: tuple[str, ...] = ()  # e.g. the extension definition of an extension slice
     fixed: tuple[str, Any] | None = None
     pattern: tuple[str, Any] | None = None
     binding: str | None = None
@@ -169,6 +170,7 @@ def compile_profile(url: str) -> Profile:
             id=".".join(segs), path=el["path"], name=name, slice_name=slice_name or None,
             min=int(el.get("min", 0)), max=None if mx == "*" else int(mx),
             types=tuple(t["code"] for t in el.get("type", [])),
+            type_profiles=tuple(p for t in el.get("type", []) for p in t.get("profile", [])),
             fixed=_value_key(el, "fixed"), pattern=_value_key(el, "pattern"),
             slicing=el.get("slicing"),
         )
@@ -274,8 +276,11 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
 
 
 def _expected(rule: Rule, segs: list[str]) -> list[Any]:
-    """The values a slice fixes (or patterns) at a discriminator path."""
+    """The values a slice fixes (or patterns) at a discriminator path; an extension slice
+    fixes its url by naming the extension's definition (type.profile)."""
     out: list[Any] = []
+    if segs == ["url"] and "Extension" in rule.types:
+        out.extend(rule.type_profiles)
     for fixed in (rule.fixed, rule.pattern):
         if fixed is not None:
             out.extend(_navigate(fixed[1], segs))

@@ -162,3 +162,23 @@ def test_contained_resources_must_be_referenced() -> None:
     nested = {**patient, "contained": [{**patient["contained"][0], "contained": [
         {"resourceType": "Organization", "id": "o2"}]}]}
     assert any(t.startswith("dom-2") for t, _ in _errors(nested, "Patient"))
+
+
+def test_choice_types_are_restricted() -> None:
+    hr = _example("Observation-heart-rate")
+    hr.pop("valueQuantity")
+    hr["valueString"] = "fast"
+    errors = _errors(hr, "heartrate")
+    assert any("type string is not allowed" in d and w == "Observation.valueString"
+               for d, w in errors), errors
+
+
+def test_extension_slices_match_by_their_definition() -> None:
+    profile = "cdshooksguidanceresponse"
+    gr = {"resourceType": "GuidanceResponse", "status": "success", "moduleUri": "http://x",
+          "requestIdentifier": {"value": "1"}, "identifier": [{"value": "1"}]}
+    [(text, where)] = _errors(gr, profile)
+    assert "cdsHooksEndpoint" in text and where == "GuidanceResponse.extension"
+    gr["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/cqf-cdsHooksEndpoint",
+                        "valueUri": "http://example.org/hook"}]
+    assert _errors(gr, profile) == []
