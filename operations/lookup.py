@@ -11,7 +11,7 @@ from typing import Any
 from fhir_server.errors import FhirError
 from operations.parameters import Params
 from operations.registry import OperationCall, operation
-from operations.terminology import terminology
+from operations.terminology import coded, terminology
 from resources.value_sets import CodeSystemIndex
 
 
@@ -23,7 +23,8 @@ def _coded(call: OperationCall) -> tuple[str, str, str | None]:
         raise FhirError.of(400, "invalid", "$lookup takes either code (with system) or coding, "
                            "not both", "coding")
     if coding is not None:
-        system, code, version = coding.get("system"), coding.get("code"), coding.get("version")
+        system, code, _ = coded(coding, "coding", "coding")
+        version = coding.get("version") if isinstance(coding.get("version"), str) else None
         where = "coding"
     else:
         system, code, version = params.get("system"), params.get("code"), None

@@ -10,8 +10,9 @@ from typing import Any
 import orjson
 
 from fhir_server.access import restrictions
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, Issue
 from operations.registry import OperationCall
+from resources.validation import validate_resource
 from resources.value_sets import CannotExpand, Terminology
 
 
@@ -54,6 +55,10 @@ def value_set(call: OperationCall, term: Terminology) -> dict[str, Any]:
                            "(or invoke it on a ValueSet instance)", "url")
     elif given[0] == "valueSet":
         vs = call.params.get("valueSet")
+        problems = [p for p in validate_resource(vs) if p.severity in ("error", "fatal")]
+        if problems:
+            raise FhirError(400, [Issue(p.severity, p.code, f"The valueSet given: {p.diagnostics}",
+                                        (p.expression,)) for p in problems])
     else:
         url = str(call.params.get("url"))
         found = term.value_set(url)
@@ -67,6 +72,19 @@ def value_set(call: OperationCall, term: Terminology) -> dict[str, Any]:
                            f"not known (this server has {vs.get('version') or 'no version'})",
                            "valueSetVersion")
     return vs
+
+
+def coded(value: Any, name: str, where: str) -> tuple[str | None, str | None, str | None]:
+    """(system, code, display) of a Coding parameter; 400 if they are not strings."""
+    if not isinstance(value, dict):
+        raise FhirError.of(400, "structure", f"{name} must be a Coding", where)
+    out = []
+    for key in ("system", "code", "display"):
+        v = value.get(key)
+        if v is not None and not isinstance(v, str):
+            raise FhirError.of(400, "structure", f"{name}.{key} must be a string", f"{where}.{key}")
+        out.append(v)
+    return out[0], out[1], out[2]
 
 
 def cannot_expand(exc: CannotExpand, vs: dict[str, Any]) -> FhirError:

@@ -59,7 +59,8 @@ def validate(resource: dict[str, Any], res_type: str | None, mode: str | None,
                             "id; the id given is ignored", (f"{rtype}.id",)))
     flagged = {p.expression for p in base if p.severity in ("error", "fatal")}
     profiles = [CORE_PREFIX + rtype]
-    claimed = (resource.get("meta") or {}).get("profile")
+    meta = resource.get("meta")
+    claimed = meta.get("profile") if isinstance(meta, dict) else None
     for url in claimed if isinstance(claimed, list) else []:
         if not isinstance(url, str):
             continue

@@ -12,7 +12,7 @@ from typing import Any
 from fhir_server.errors import FhirError
 from operations.parameters import Params
 from operations.registry import OperationCall, operation
-from operations.terminology import cannot_expand, terminology, value_set
+from operations.terminology import cannot_expand, coded, terminology, value_set
 from resources.value_sets import CannotExpand, Concept
 
 Coding = tuple[str | None, str, str | None]  # system, code, display
@@ -30,10 +30,19 @@ def _codings(call: OperationCall) -> list[Coding]:
     if params.get("system") or params.get("display"):
         raise FhirError.of(400, "invalid", "system and display go with code; a coding or "
                            "codeableConcept carries its own", "system")
-    raw = [params.get("coding")] if given[0] == "coding" else (
-        params.get("codeableConcept").get("coding") or [])
-    out: list[Coding] = [(c.get("system"), str(c["code"]), c.get("display"))
-                         for c in raw if isinstance(c, dict) and c.get("code")]
+    if given[0] == "coding":
+        raw = [params.get("coding")]
+    else:
+        raw = params.get("codeableConcept").get("coding") or []
+        if not isinstance(raw, list):
+            raise FhirError.of(400, "structure", "codeableConcept.coding must be an array",
+                               "codeableConcept.coding")
+    out: list[Coding] = []
+    for i, c in enumerate(raw):
+        system, code, display = coded(c, given[0], f"{given[0]}.coding[{i}]"
+                                      if given[0] == "codeableConcept" else "coding")
+        if code:
+            out.append((system, code, display))
     if not out:
         raise FhirError.of(400, "required", f"The {given[0]} given has no code", given[0])
     return out

@@ -239,7 +239,8 @@ def _children(node: _Node, name: str) -> list[_Node]:
     if name.endswith("[x]"):
         prefix = name[:-3]
         keys = [(k, _primitive_type(k[len(prefix):])) for k in obj
-                if k.startswith(prefix) and len(k) > len(prefix) and k[len(prefix)].isupper()]
+                if isinstance(k, str) and k.startswith(prefix) and len(k) > len(prefix)
+                and k[len(prefix)].isupper()]
     else:
         keys = [(name, None)] if name in obj else []
     for key, typ in keys:
@@ -325,15 +326,21 @@ def _in_slice(sl: Rule, node: _Node, discriminators: list[JsonObj]) -> bool:
     return True
 
 
+def _system(coded: JsonObj) -> str | None:
+    system = coded.get("system")
+    return system if isinstance(system, str) else None  # a bad one is the base rules' error
+
+
 def _codes(value: Any) -> Iterator[tuple[str | None, str]]:
     if isinstance(value, str):
         yield None, value
     elif isinstance(value, dict):
         if isinstance(value.get("code"), str):
-            yield value.get("system"), value["code"]
-        for c in value.get("coding") or []:
+            yield _system(value), value["code"]
+        codings = value.get("coding")
+        for c in codings if isinstance(codings, list) else []:
             if isinstance(c, dict) and isinstance(c.get("code"), str):
-                yield c.get("system"), c["code"]
+                yield _system(c), c["code"]
 
 
 def _local_refs(value: Any, into: set[str]) -> set[str]:

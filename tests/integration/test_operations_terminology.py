@@ -239,3 +239,24 @@ def test_validate_code_errors(client: FlaskClient, query: str, status: int) -> N
     both = _p(("url", "valueUri", GENDER), ("code", "valueCode", "male"),
               ("coding", "valueCoding", {"system": GENDER_CS, "code": "male"}))
     _err(client.post("/fhir/ValueSet/$validate-code", headers=H, data=both), 400)
+
+
+@pytest.mark.parametrize("path,entries", [
+    ("ValueSet/$expand", [("valueSet", "resource", {"resourceType": "ValueSet",
+                                                     "status": "active", "compose": "x"})]),
+    ("ValueSet/$expand", [("valueSet", "resource", {"resourceType": "ValueSet"})]),  # no status
+    ("CodeSystem/$lookup", [("coding", "valueCoding", {"system": 5, "code": "male"})]),
+    ("CodeSystem/$lookup", [("coding", "valueCoding", {"system": GENDER_CS}),
+                            ("code", "valueCode", "male")]),
+    ("ValueSet/$validate-code", [("url", "valueUri", GENDER), ("codeableConcept",
+                                  "valueCodeableConcept", {"coding": {"code": "male"}})]),
+    ("ValueSet/$validate-code", [("url", "valueUri", GENDER), ("coding", "valueCoding",
+                                  {"system": GENDER_CS, "code": ["male"]})]),
+    ("ValueSet/$validate-code", [("url", "valueUri", GENDER), ("code", "valueCode", "male"),
+                                 ("system", "valueUri", GENDER_CS),
+                                 ("display", "valueString", "Male"),
+                                 ("codeableConcept", "valueCodeableConcept", {"text": "x"})]),
+])
+def test_malformed_inputs_are_400(client: FlaskClient, path: str,
+                                  entries: list[tuple[str, str, Any]]) -> None:
+    _err(client.post(f"/fhir/{path}", headers=H, data=_p(*entries)), 400)
