@@ -4,12 +4,15 @@ official examples (https://hl7.org/fhir/R4/observation-vitalsigns.html)."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 from collections import Counter
 from typing import Any
 
+import orjson
 import pytest
 
+from resources import build_profiles
 from resources.profiles import (
     UnknownProfile,
     compile_profile,
@@ -182,3 +185,14 @@ def test_extension_slices_match_by_their_definition() -> None:
     gr["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/cqf-cdsHooksEndpoint",
                         "valueUri": "http://example.org/hook"}]
     assert _errors(gr, profile) == []
+
+
+def test_committed_data_matches_the_official_definitions() -> None:
+    """resources/data/profiles.json.gz and terminology.json.gz are generated: rerunning
+    `python -m resources.build_profiles` gives what is committed."""
+    source = SHARED_DATA / "fhir-r4-definitions"
+    for built, path in ((build_profiles.build_profiles(source), build_profiles.PROFILES_FILE),
+                        (build_profiles.build_terminology(source),
+                         build_profiles.TERMINOLOGY_FILE)):
+        assert orjson.loads(gzip.decompress(path.read_bytes())) == orjson.loads(
+            orjson.dumps(built)), path.name
