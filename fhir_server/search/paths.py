@@ -14,7 +14,6 @@ Codings of that system (https://hl7.org/fhir/R4/search.html#token).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +22,7 @@ from typing import Any
 import fhirpathpy
 from fhirpathpy.models import models
 
+from resources.fhirpath_lock import FHIRPATH_LOCK as _FHIRPATH_LOCK
 from resources.terminology import implied_system
 
 Typed = tuple[str | None, Any]  # (FHIR type name, or None when unknown; the JSON value)
@@ -39,7 +39,6 @@ PRIMITIVES = frozenset(
     "boolean integer string decimal uri url canonical base64Binary instant date dateTime time "
     "code oid id markdown unsignedInt positiveInt uuid xhtml".split()
 )
-_FHIRPATH_LOCK = threading.Lock()  # fhirpathpy keeps per-evaluation state in module globals
 
 
 class Unsupported(Exception):
