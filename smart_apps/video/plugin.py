@@ -12,6 +12,7 @@ def install(ctx: Context) -> None:
 
 
 def install_web(app: Flask, ctx: Context) -> None:
-    from smart_apps.video.join import blueprint
+    from smart_apps.video import join, waiting_web
 
-    app.register_blueprint(blueprint())
+    app.register_blueprint(join.blueprint())
+    app.register_blueprint(waiting_web.blueprint())
