@@ -13,12 +13,14 @@ OperationDefinition-Appointment-check-in.json."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from fhir_server.errors import FhirError
 from fhir_server.interactions.create import new_id
+from fhir_server.principal import internal
 from fhir_server.store.base import StoreTx
 from fhir_server.timeutil import now_us, parse_instant_us, to_instant
 from fhir_server.writes import check_resource, store_resource
@@ -117,7 +119,8 @@ def check_intake(call: OperationCall, tx: StoreTx, appointment: dict[str, Any], 
 
 def home_location(call: OperationCall, tx: StoreTx) -> str:
     """telefhir's "patient's home" Location (mode kind: a class of locations, type PTRES),
-    created on first use."""
+    created on first use by the server itself (the internal principal telefhir-visits: a
+    patient checking in may not create Locations, and this one is no patient's)."""
     query = [("identifier", f"{LOCATION_SYSTEM}|{HOME}")]
     found = call.ctx.search_engine.find_ids(tx, "Location", query)
     if not found:
@@ -131,7 +134,8 @@ def home_location(call: OperationCall, tx: StoreTx) -> str:
            "description": "Where a patient joins a virtual visit from home (place of service "
                           "10 for Medicare)"}
     check_resource(loc, "Location")
-    written = store_resource(call.ctx, tx, loc, new_id(), None, "POST")
+    server = call.ctx.serving(replace(call.req, principal=internal("visits")))
+    written = store_resource(server, tx, loc, new_id(), None, "POST")
     return f"Location/{written.res_id}"
 
 

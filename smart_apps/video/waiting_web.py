@@ -41,18 +41,18 @@ from operations.visits.start_visit import people
 from operations.visits.timezones import day_bounds, local, today, zone_of
 from operations.visits.virtual import is_virtual
 
-_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
 _SLOTS_LOCK = threading.Lock()
-KEEPALIVE_S = 15.0
 Snapshot = Callable[[], tuple[int, dict[str, Any]]]
 
 
 def _slots() -> threading.BoundedSemaphore:
     """This process's live-stream slots (TELEFHIR_STREAMS)."""
+    n = max(1, settings().streams)
     with _SLOTS_LOCK:
-        sem = _SLOTS.get("streams")
+        sem = _SLOTS.get(n)
         if sem is None:
-            sem = _SLOTS["streams"] = threading.BoundedSemaphore(max(1, settings().streams))
+            sem = _SLOTS[n] = threading.BoundedSemaphore(n)
         return sem
 
 
@@ -69,9 +69,10 @@ def _outcome(status: int, code: str, text: str) -> Response:
 
 
 def _resource(resp: FhirResponse) -> dict[str, Any]:
-    if resp.resource is not None:
-        return resp.resource
-    out: dict[str, Any] = orjson.loads(resp.raw or b"{}")
+    """The answer as plain JSON (a search Bundle's entries hold the stored bytes as
+    orjson fragments)."""
+    raw = orjson.dumps(resp.resource) if resp.resource is not None else resp.raw or b"{}"
+    out: dict[str, Any] = orjson.loads(raw)
     return out
 
 
@@ -108,7 +109,7 @@ class QueueReader:
         tz = zone_of(orjson.loads(stored.body))
         day = self.day or today(tz)
         lo, hi = day_bounds(day, tz)
-        found = self._search("Appointment", [("practitioner", self.practitioner),
+        found = self._search("Appointment", [("actor", self.practitioner),
                                              ("date", f"ge{lo}"), ("date", f"lt{hi}")])
         if found.status != 200:
             return found.status, _resource(found)
@@ -154,7 +155,7 @@ def _changes(payload: dict[str, Any]) -> bytes:
 
 def stream(snapshot: Snapshot, first: dict[str, Any], event: Callable[[dict[str, Any]], str],
            done: Callable[[dict[str, Any]], bool], release: Callable[[], None]) -> Iterator[bytes]:
-    """The SSE body: `first`, then each changed snapshot, keep-alive comments between, until
+    """The SSE body: `first`, then each changed snapshot, a comment line between, until
     `done`, an error, or the stream's life ends. Releases its slot however it ends (a client
     that goes away closes the iterator)."""
     cfg = settings()
@@ -164,7 +165,7 @@ def stream(snapshot: Snapshot, first: dict[str, Any], event: Callable[[dict[str,
         yield retry + _sse(event(first), first, seq)
         if done(first):
             return
-        last, beat = _changes(first), time.monotonic()
+        last = _changes(first)
         deadline = time.monotonic() + cfg.stream_s
         while time.monotonic() < deadline:
             time.sleep(cfg.queue_poll_s)
@@ -175,13 +176,12 @@ def stream(snapshot: Snapshot, first: dict[str, Any], event: Callable[[dict[str,
             key = _changes(payload)
             if key != last:
                 seq += 1
-                last, beat = key, time.monotonic()
+                last = key
                 yield _sse(event(payload), payload, seq)
                 if done(payload):
                     return
-            elif time.monotonic() - beat >= KEEPALIVE_S:
-                beat = time.monotonic()
-                yield b": keep-alive\n\n"
+            else:  # a comment line each poll: a client that went away is noticed (the
+                yield b":\n\n"  # write fails) and its slot freed within one poll
         yield _sse("reconnect", {"after": cfg.stream_s}, seq + 1)
     finally:
         release()
