@@ -12,17 +12,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import sseclient
 
+from operations.billing.gather import location_types
 from operations.visits import settings as visit_settings
 from operations.visits.timezones import TIMEZONE_EXT, day_bounds, today, zone
 from operations.visits.virtual import APPOINTMENT_VIRTUAL, CHANNEL_SYSTEM
 from tests.integration.smart_support import SmartServer, bearer, token_for
 
+BILLING_DATA = Path(__file__).resolve().parents[2] / "operations" / "billing" / "data"
 INTAKE = "https://clinic.example.org/Questionnaire/tele-intake"
 VISIT_TYPE = "http://clinic.example.org/visit-type|TELE-NEW"
 CLINICIAN = ("user/Appointment.rus user/Encounter.crus user/Patient.rs "
@@ -180,6 +183,10 @@ def test_check_in_home_then_start(clinic: SmartServer) -> None:
     assert [h["status"] for h in enc["statusHistory"]] == ["arrived"]
     home = _read(s, enc["location"][0]["location"]["reference"], doc)
     assert home["mode"] == "kind"
+    # what $submit-claim reads for the place of service: a home Location type (POS 10)
+    rules = json.loads((BILLING_DATA / "medicare-part-b-rules-2026-2027.json").read_text())
+    wanted = {(t["system"], t["code"]) for t in rules["placeOfService"]["homeLocationTypes"]}
+    assert wanted & set(location_types(home))
     assert {"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "PTRES"} \
         .items() <= home["type"][0]["coding"][0].items()
     # checking in again: the same Encounter, one shared home Location, a fresh pass
