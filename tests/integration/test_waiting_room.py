@@ -414,7 +414,10 @@ def test_patient_waits_then_gets_a_join_link(clinic: SmartServer) -> None:
         events.close()
     join = ready["joinUrl"]
     assert join.startswith(f"{s.root}/visit/join/")
-    assert requests.get(join, timeout=5).status_code == 200  # GET never consumes it
+    page = requests.get(join, timeout=5)  # GET never consumes it
+    assert page.status_code == 200
+    when = ready["startLocal"]
+    assert f'datetime="{when["iso"]}"' in page.text and "America/New_York" in page.text
     redeemed = requests.post(join, headers={"Accept": "application/json"}, timeout=5)
     assert redeemed.status_code == 200, redeemed.text
     assert redeemed.json()["participant"] == "patient-pa"
@@ -424,3 +427,13 @@ def test_patient_waits_then_gets_a_join_link(clinic: SmartServer) -> None:
     assert requests.post(f"{s.root}/visit/wait/not-a-pass/heartbeat",
                          timeout=5).status_code == 403
     assert requests.get(f"{s.root}/visit/wait/not-a-pass", timeout=5).status_code == 403
+
+
+def test_launch_page_needs_registration(clinic: SmartServer) -> None:
+    s = clinic
+    page = requests.get(f"{s.root}/visit/launch?iss={s.base}&launch=x", timeout=5)
+    assert page.status_code == 503 and "telefhir apps register" in page.text
+    cid, _ = s.register("Video visit", redirect_uris=(f"{s.root}/visit/launch",),
+                        launch_url=f"{s.root}/visit/launch")
+    page = requests.get(f"{s.root}/visit/launch?iss={s.base}&launch=x", timeout=5)
+    assert page.status_code == 200 and f'data-client-id="{cid}"' in page.text
