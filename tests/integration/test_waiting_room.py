@@ -437,3 +437,29 @@ def test_launch_page_needs_registration(clinic: SmartServer) -> None:
                         launch_url=f"{s.root}/visit/launch")
     page = requests.get(f"{s.root}/visit/launch?iss={s.base}&launch=x", timeout=5)
     assert page.status_code == 200 and f'data-client-id="{cid}"' in page.text
+
+
+def test_stream_ends_on_revocation_and_after_its_life(clinic: SmartServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from smart_apps.records import digest
+
+    s = clinic
+    doc = token_for(s, CLINICIAN)
+    url = f"{s.root}/visit/queue/events?practitioner=Practitioner/dr1"
+    events = Events(url, bearer(doc))
+    try:
+        events.until(lambda name, _d: name == "queue")
+        s.records.revoke(digest(doc["access_token"]))
+        ended = events.until(lambda name, _d: name == "error")
+        assert ended["status"] == 401 and ended["resourceType"] == "OperationOutcome"
+    finally:
+        events.close()
+    monkeypatch.setenv("TELEFHIR_STREAM_SECONDS", "1")
+    visit_settings.settings.cache_clear()
+    fresh = token_for(s, CLINICIAN)
+    events = Events(url, bearer(fresh))
+    try:
+        events.until(lambda name, _d: name == "queue")
+        assert events.until(lambda name, _d: name == "reconnect") == {"after": 1}
+    finally:
+        events.close()
