@@ -5,7 +5,9 @@
 The page (static/launch.js) does the authorization code flow with PKCE as a public client,
 gets a token with the encounter in context, calls `$start-visit` on the encounter's
 Appointment, redeems the practitioner's join link and joins the room; its notes field saves a
-DocumentReference on the Encounter with the clinician's token.
+DocumentReference on the Encounter with the clinician's token. Launched without an encounter,
+it shows the practitioner's waiting-room queue of today, live (/visit/queue/events with the
+same token), with a "Start visit" button per patient who has checked in.
 
 The app is registered like any SMART app, once per deployment (README "Video visits"):
 

@@ -2,8 +2,9 @@
 microphone, Playwright): the patient checks in and waits; the clinician signs in to the EHR
 launcher, picks the patient and the encounter, consents, and the video app (a registered
 SMART app) starts the visit; the patient's waiting page is told the clinician is ready and
-joins; both decode each other's video; the clinician's note lands in the chart as a
-DocumentReference on the Encounter."""
+joins (or, launched without an encounter, the app shows the live queue and the clinician
+starts Ann's visit from it); both decode each other's video; the clinician's note lands in
+the chart as a DocumentReference on the Encounter."""
 
 from __future__ import annotations
 
@@ -34,12 +35,25 @@ def _in_visit(page: Page) -> None:
     page.wait_for_function("telefhirVisit.state.startedAt !== null", timeout=45_000)
 
 
-def test_clinician_launch_and_patient_link_meet(clinic: SmartServer, media: Media,  # noqa: F811
-                                                visit_env: None,  # noqa: F811
-                                                browser: Browser) -> None:  # noqa: F811
+def _launch(s: SmartServer, doctor: Page, cid: str, encounter: str) -> None:
+    """Sign in to the EHR launcher, pick Ann (and the encounter), launch, consent."""
+    doctor.goto(f"{s.root}/launcher")
+    doctor.fill("input[name=username]", "doc")
+    doctor.fill("input[name=password]", PASSWORD)
+    doctor.click("button[type=submit]")
+    doctor.wait_for_selector("select[name=patient]")
+    doctor.select_option("select[name=patient]", "pa")
+    doctor.fill("input[name=encounter]", encounter)
+    doctor.select_option("select[name=client_id]", cid)
+    doctor.click("form[method=post][action=\"/launcher\"] button[type=submit]")
+    doctor.wait_for_selector("button[name=decision][value=approve]", timeout=30_000)
+    assert "Video visit" in doctor.content()
+    doctor.click("button[name=decision][value=approve]")
+
+
+def _visit(s: SmartServer, browser: Browser, with_encounter: bool) -> None:
     from datetime import UTC, datetime
 
-    s = clinic
     cid, _ = s.register("Video visit", redirect_uris=(f"{s.root}/visit/launch",),
                         launch_url=f"{s.root}/visit/launch", scopes=SCOPES)
     _appt(s, "a1", datetime.now(UTC))
@@ -56,19 +70,14 @@ def test_clinician_launch_and_patient_link_meet(clinic: SmartServer, media: Medi
 
     doctor = browser.new_context().new_page()
     doctor.on("console", lambda m: logs.append(f"clinician: {m.text}"))
-    doctor.goto(f"{s.root}/launcher")
-    doctor.fill("input[name=username]", "doc")
-    doctor.fill("input[name=password]", PASSWORD)
-    doctor.click("button[type=submit]")
-    doctor.wait_for_selector("select[name=patient]")
-    doctor.select_option("select[name=patient]", "pa")
-    doctor.fill("input[name=encounter]", encounter)
-    doctor.select_option("select[name=client_id]", cid)
-    doctor.click("form[method=post][action=\"/launcher\"] button[type=submit]")
-    doctor.wait_for_selector("button[name=decision][value=approve]", timeout=30_000)
-    assert "Video visit" in doctor.content()
-    doctor.click("button[name=decision][value=approve]")
+    _launch(s, doctor, cid, encounter if with_encounter else "")
     try:
+        if not with_encounter:  # the queue: Ann is here, waiting; start her visit
+            row = doctor.locator("tr[data-appointment='Appointment/a1']")
+            row.wait_for(timeout=30_000)
+            assert "Ann Alpha" in row.inner_text() and "here" in row.inner_text()
+            assert "arrived" in row.inner_text()
+            row.locator("button.start").click()
         _in_visit(doctor)
         # the waiting page hears that the clinician is ready and joins by itself
         patient.wait_for_url("**/visit/join/**", timeout=30_000)
@@ -101,3 +110,15 @@ def test_clinician_launch_and_patient_link_meet(clinic: SmartServer, media: Medi
     enc = s.http.get(s.url(f"Encounter/{encounter}"), headers=bearer(doc)).json()
     assert enc["status"] == "in-progress"
     assert [h["status"] for h in enc["statusHistory"]] == ["arrived", "in-progress"]
+
+
+def test_clinician_launch_and_patient_link_meet(clinic: SmartServer, media: Media,  # noqa: F811
+                                                visit_env: None,  # noqa: F811
+                                                browser: Browser) -> None:  # noqa: F811
+    _visit(clinic, browser, with_encounter=True)
+
+
+def test_clinician_starts_from_the_queue(clinic: SmartServer, media: Media,  # noqa: F811
+                                         visit_env: None,  # noqa: F811
+                                         browser: Browser) -> None:  # noqa: F811
+    _visit(clinic, browser, with_encounter=False)

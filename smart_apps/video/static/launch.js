@@ -1,7 +1,8 @@
 // telefhir video visit, the clinician's side: a SMART app launched from the EHR
 // (https://hl7.org/fhir/smart-app-launch/app-launch.html). Authorization code flow with PKCE
 // (the browser's Web Crypto for the S256 challenge), then $start-visit on the encounter's
-// Appointment, the practitioner's join link redeemed, the room joined (visit.js), and notes
+// Appointment (launched without one: today's waiting-room queue, live, to start from), the
+// practitioner's join link redeemed, the room joined (visit.js), and notes
 // saved to the chart as a DocumentReference on the Encounter. Exposes window.telefhirLaunch.
 "use strict";
 
@@ -9,7 +10,8 @@
   const main = document.getElementById("visit");
   const cfg = main.dataset;
   const query = new URLSearchParams(window.location.search);
-  const state = { token: null, iss: null, encounter: null, note: null, join: null };
+  const state = { token: null, iss: null, encounter: null, note: null, join: null,
+                  queue: null, queueAbort: null, queueTimer: null };
   const say = (text) => { document.getElementById("status").textContent = text; };
 
   function b64url(bytes) {
@@ -74,15 +76,21 @@
   }
 
   async function startVisit() {
-    if (!state.token.encounter) throw new Error("Launch the app with an encounter in context");
-    state.encounter = await fhir("Encounter/" + state.token.encounter);
-    const appt = ((state.encounter.appointment || [])[0] || {}).reference;
-    if (!appt) throw new Error("Encounter/" + state.encounter.id + " has no Appointment");
-    document.getElementById("context").textContent =
-      "Encounter/" + state.encounter.id + " for " + (state.encounter.subject || {}).reference;
+    if (!state.token.encounter) return showQueue();
+    const enc = await fhir("Encounter/" + state.token.encounter);
+    const appt = ((enc.appointment || [])[0] || {}).reference;
+    if (!appt) throw new Error("Encounter/" + enc.id + " has no Appointment");
+    await startAppointment(appt);
+  }
+
+  async function startAppointment(appt) {
     say("Starting the visit");
     const started = await fhir(appt + "/$start-visit", "POST",
                                { resourceType: "Parameters", parameter: [] });
+    const encRef = started.parameter.find((p) => p.name === "encounter").valueReference;
+    state.encounter = await fhir(encRef.reference);
+    document.getElementById("context").textContent =
+      "Encounter/" + state.encounter.id + " for " + (state.encounter.subject || {}).reference;
     const me = relative(state.token.fhirUser);
     const people = started.parameter.filter((p) => p.name === "participant").map((p) => {
       const get = (n) => p.part.find((x) => x.name === n) || {};
@@ -96,8 +104,99 @@
                                              headers: { "Accept": "application/json" } });
     state.join = await resp.json();
     if (!resp.ok) throw new Error(state.join.error || ("HTTP " + resp.status));
+    stopQueue();
     document.getElementById("notes").hidden = false;
     await telefhirVisit.start(state.join);
+  }
+
+  // -- the waiting room queue (launched without an encounter) ----------------------------------
+
+  function stopQueue() {
+    if (state.queueAbort) state.queueAbort.abort();
+    state.queueAbort = null;
+    clearInterval(state.queueTimer);
+    document.getElementById("queue").hidden = true;
+  }
+
+  function waited(item) {
+    if (!item.arrived || item.encounterStatus !== "arrived") return "";
+    const s = Math.max(0, Math.floor((Date.now() - Date.parse(item.arrived)) / 1000));
+    return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  }
+
+  function renderQueue(data) {
+    state.queue = data;
+    const body = document.getElementById("queue-rows");
+    body.textContent = "";
+    document.getElementById("queue-day").textContent = data.date + " (" + data.zone + ")";
+    for (const item of data.queue) {
+      const row = document.createElement("tr");
+      row.dataset.appointment = item.appointment;
+      const cells = [
+        item.startLocal ? item.startLocal.time + " " + item.startLocal.abbr : "",
+        item.patient.display || item.patient.reference || "",
+        item.encounterStatus || item.status,
+        waited(item),
+        item.present ? "here" : (item.lastSeen ? "gone since " + item.lastSeen : ""),
+      ];
+      for (const text of cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        row.appendChild(td);
+      }
+      const td = document.createElement("td");
+      if (item.encounterStatus === "arrived" || item.encounterStatus === "in-progress") {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "start";
+        button.textContent = item.encounterStatus === "arrived" ? "Start visit" : "Rejoin";
+        button.addEventListener("click", () => {
+          startAppointment(item.appointment).catch((err) => say("Not started: " + err.message));
+        });
+        td.appendChild(button);
+      }
+      row.appendChild(td);
+      body.appendChild(row);
+    }
+  }
+
+  async function showQueue() {
+    const me = relative(state.token.fhirUser);
+    if (!me.startsWith("Practitioner/")) throw new Error("Launch the app with an encounter");
+    document.getElementById("queue").hidden = false;
+    say("Today's virtual visits");
+    const events = new URL("/visit/queue/events", window.location.href);
+    events.searchParams.set("practitioner", me);
+    state.queueTimer = setInterval(() => { if (state.queue) renderQueue(state.queue); }, 1000);
+    for (;;) {  // the stream ends after a while by design: reconnect
+      state.queueAbort = new AbortController();
+      try {
+        const resp = await fetch(events.toString(), {
+          headers: { "Authorization": "Bearer " + state.token.access_token },
+          signal: state.queueAbort.signal });
+        if (!resp.ok) throw new Error("The queue was refused (HTTP " + resp.status + ")");
+        const reader = resp.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            const name = (block.split("\n").find((l) => l.startsWith("event: ")) || "").slice(7);
+            const data = block.split("\n").find((l) => l.startsWith("data: "));
+            if (name === "queue" && data) renderQueue(JSON.parse(data.slice(6)));
+          }
+        }
+      } catch (err) {
+        if (err.name === "AbortError") return;
+        if (String(err.message).startsWith("The queue was refused")) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+    }
   }
 
   function utf8base64(text) {
@@ -140,7 +239,7 @@
     if (!query.get("code")) throw new Error("Open this app from the EHR launcher");
     await redeemCode(query.get("code"), query.get("state"));
     document.getElementById("save-note").addEventListener("click", saveNote);
-    await startVisit();
+    await startVisit();  // the encounter in context, else today's queue
   }
 
   window.telefhirLaunch = { state, saveNote };
