@@ -54,7 +54,7 @@ def required_intake(appointment: dict[str, Any], cfg: VisitSettings) -> str | No
     return next((canonical for key, canonical in cfg.intake if key == "*"), None)
 
 
-def _same_canonical(value: str, wanted: str) -> bool:
+def same_canonical(value: str, wanted: str) -> bool:
     """`wanted` with a version (url|1.0) must match exactly; without, any version matches."""
     return value == wanted if "|" in wanted else value.split("|")[0] == wanted
 
@@ -70,7 +70,7 @@ def _intake_problem(qr: dict[str, Any] | None, ref: str, wanted: str, patient: s
         return f"{ref} is not known"
     if qr.get("status") not in INTAKE_DONE:
         return f"{ref} is {qr.get('status')}, not completed"
-    if not _same_canonical(str(qr.get("questionnaire") or ""), wanted):
+    if not same_canonical(str(qr.get("questionnaire") or ""), wanted):
         return f"{ref} answers {qr.get('questionnaire') or 'no Questionnaire'}, not {wanted}"
     if _ref(qr.get("subject")) != patient:
         return f"{ref} is about {_ref(qr.get('subject')) or 'no one'}, not {patient}"
