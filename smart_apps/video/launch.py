@@ -53,6 +53,9 @@ def blueprint() -> Blueprint:
     def launch() -> Response:
         ctx: Context = current_app.extensions["telefhir.context"]
         page = request.base_url
+        public, base_path = ctx.config.public_base_url, ctx.config.base_path
+        if public and base_path and public.endswith(base_path):  # behind a proxy: its URL
+            page = public[: -len(base_path)] + PATH
         client_id = client_for(ctx, page)
         problem = None if client_id else (
             "The video visit app is not registered: telefhir apps register --launch-url "

@@ -320,12 +320,13 @@ def blueprint() -> Blueprint:
         except rooms.LinkRefused as exc:
             found, problem = None, exc
         info: dict[str, Any] = {}
+        status = problem.status if problem else 200
+        reason = problem.reason if problem else None
         if found is not None:
-            _status, info = WaitingState(_ctx(), secret, _root()).peek()
-        html = render_template("wait.html", problem=problem.reason if problem else None,
-                               info=info)
-        resp = Response(html, status=problem.status if problem else 200,
-                        content_type="text/html; charset=utf-8")
+            status, info = WaitingState(_ctx(), secret, _root()).peek()
+            reason = None if status == 200 else str(info.get("error"))
+        html = render_template("wait.html", problem=reason, info=info)
+        resp = Response(html, status=status, content_type="text/html; charset=utf-8")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
