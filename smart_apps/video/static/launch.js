@@ -175,22 +175,9 @@
           headers: { "Authorization": "Bearer " + state.token.access_token },
           signal: state.queueAbort.signal });
         if (!resp.ok) throw new Error("The queue was refused (HTTP " + resp.status + ")");
-        const reader = resp.body.getReader();
-        const decoder = new TextDecoder();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += decoder.decode(value, { stream: true });
-          let cut;
-          while ((cut = buffer.indexOf("\n\n")) >= 0) {
-            const block = buffer.slice(0, cut);
-            buffer = buffer.slice(cut + 2);
-            const name = (block.split("\n").find((l) => l.startsWith("event: ")) || "").slice(7);
-            const data = block.split("\n").find((l) => l.startsWith("data: "));
-            if (name === "queue" && data) renderQueue(JSON.parse(data.slice(6)));
-          }
-        }
+        await telefhirVisit.readEvents(resp, (name, data) => {
+          if (name === "queue") renderQueue(data);
+        });
       } catch (err) {
         if (err.name === "AbortError") return;
         if (String(err.message).startsWith("The queue was refused")) throw err;

@@ -1,5 +1,6 @@
 // telefhir waiting room: a heartbeat so the clinician sees the patient is still here, and the
-// server's events (SSE, read with fetch): "ready" carries a fresh single-use join link.
+// server's events (SSE, read with visit.js's reader): "ready" carries a fresh single-use
+// join link.
 "use strict";
 
 (function () {
@@ -19,29 +20,20 @@
       try {
         const resp = await fetch(base + "/events");
         if (!resp.ok) { say("This waiting room is closed."); return; }
-        const reader = resp.body.getReader();
-        const decoder = new TextDecoder();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += decoder.decode(value, { stream: true });
-          let cut;
-          while ((cut = buffer.indexOf("\n\n")) >= 0) {
-            const block = buffer.slice(0, cut);
-            buffer = buffer.slice(cut + 2);
-            const data = block.split("\n").find((l) => l.startsWith("data: "));
-            if (!data) continue;
-            const event = JSON.parse(data.slice(6));
-            state.events.push(event);
-            if (event.state === "ready") {
-              say("Your clinician is ready. Joining the visit...");
-              window.location.assign(event.joinUrl + "#autojoin");
-              return;
-            }
-            if (event.state === "ended") { say("This visit has ended."); return; }
+        let over = false;
+        await telefhirVisit.readEvents(resp, (_name, event) => {
+          state.events.push(event);
+          if (event.state === "ready") {
+            say("Your clinician is ready. Joining the visit...");
+            window.location.assign(event.joinUrl + "#autojoin");
+            over = true;
+          } else if (event.state === "ended") {
+            say("This visit has ended.");
+            over = true;
           }
-        }
+          return !over;
+        });
+        if (over) return;
       } catch (e) { /* reconnect */ }
       await new Promise((r) => setTimeout(r, 2000));
     }
