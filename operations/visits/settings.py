@@ -23,6 +23,14 @@ class VisitSettings:
     # TELEFHIR_VIRTUAL_VISIT_TYPES: "system|code" of Appointment.appointmentType/serviceType
     # codings that mark a visit as virtual (Epic-style visit types), comma-separated
     virtual_types: tuple[str, ...] = ()
+    # TELEFHIR_INTAKE_QUESTIONNAIRES: "system|code=Questionnaire canonical" pairs (visit type
+    # of appointmentType/serviceType -> the intake form check-in requires), comma-separated;
+    # "*=canonical" requires it of every virtual visit
+    intake: tuple[tuple[str, str], ...] = ()
+    heartbeat_gone_s: int = 30  # TELEFHIR_HEARTBEAT_GONE: no ping for this long: gone
+    queue_poll_s: float = 1.0  # TELEFHIR_QUEUE_POLL: how often a live stream re-reads the store
+    stream_s: int = 300  # TELEFHIR_STREAM_SECONDS: a live stream's life (then reconnect)
+    streams: int = 4  # TELEFHIR_STREAMS: live streams one server process holds at once
 
     @classmethod
     def from_env(cls) -> VisitSettings:
@@ -34,6 +42,13 @@ class VisitSettings:
             room_capacity=int(env.get("TELEFHIR_ROOM_CAPACITY", cls.room_capacity)),
             ice_servers=_list("TELEFHIR_ICE_SERVERS"),
             virtual_types=_list("TELEFHIR_VIRTUAL_VISIT_TYPES"),
+            intake=tuple((k.strip(), v.strip()) for k, _, v in (
+                pair.partition("=") for pair in _list("TELEFHIR_INTAKE_QUESTIONNAIRES"))
+                if k.strip() and v.strip()),
+            heartbeat_gone_s=int(env.get("TELEFHIR_HEARTBEAT_GONE", cls.heartbeat_gone_s)),
+            queue_poll_s=float(env.get("TELEFHIR_QUEUE_POLL", cls.queue_poll_s)),
+            stream_s=int(env.get("TELEFHIR_STREAM_SECONDS", cls.stream_s)),
+            streams=int(env.get("TELEFHIR_STREAMS", cls.streams)),
         )
 
 

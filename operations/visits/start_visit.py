@@ -64,7 +64,7 @@ def check_startable(appointment: dict[str, Any]) -> None:
         raise _refuse(422, f"The appointment ended at {appointment['end']}", "Appointment.end")
 
 
-def _find_encounter(call: OperationCall, tx: StoreTx, appt_ref: str) -> dict[str, Any] | None:
+def find_encounter(call: OperationCall, tx: StoreTx, appt_ref: str) -> dict[str, Any] | None:
     found = call.ctx.search_engine.find_ids(tx, "Encounter", [("appointment", appt_ref)])
     for _pk, eid in found:
         stored = tx.read("Encounter", eid)
@@ -76,10 +76,14 @@ def _find_encounter(call: OperationCall, tx: StoreTx, appt_ref: str) -> dict[str
     return None
 
 
-def _encounter(appointment: dict[str, Any], appt_ref: str, existing: dict[str, Any] | None,
-               attendees: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
+def visit_encounter(appointment: dict[str, Any], appt_ref: str,
+                    existing: dict[str, Any] | None,
+                    attendees: list[tuple[str, str, dict[str, Any]]],
+                    status: str = "in-progress") -> dict[str, Any]:
+    """The Encounter of the visit booked as `appointment` (`existing` updated, or a new one)
+    with `status`; period.start is set when the visit starts (in-progress), not on arrival."""
     enc: dict[str, Any] = dict(existing) if existing else {"resourceType": "Encounter"}
-    enc["status"] = "in-progress"
+    enc["status"] = status
     enc["class"] = VIRTUAL_CLASS
     exts = [e for e in enc.get("extension") or []
             if e.get("url") != encounter_virtual_service(appointment)["url"]]
@@ -101,14 +105,21 @@ def _encounter(appointment: dict[str, Any], appt_ref: str, existing: dict[str, A
         participants.append(entry)
     if participants:
         enc["participant"] = participants
-    period = dict(enc.get("period") or {})
-    period.setdefault("start", to_instant(now_us()))
-    enc["period"] = period
+    if status == "in-progress":
+        period = dict(enc.get("period") or {})
+        period.setdefault("start", to_instant(now_us()))
+        enc["period"] = period
     for field in ("serviceType", "reasonCode", "reasonReference"):
         if field not in enc and appointment.get(field):
             value = appointment[field]
             enc[field] = value[0] if field == "serviceType" and isinstance(value, list) else value
     return enc
+
+
+def web_root(call: OperationCall) -> str:
+    """The server's root URL (the FHIR base without its path), where /visit/... pages are."""
+    base, path = call.req.base_url, call.ctx.config.base_path
+    return base[: -len(path)] if path and base.endswith(path) else base
 
 
 @operation("OperationDefinition-Appointment-start-visit", affects_state=True,
@@ -131,8 +142,8 @@ def start_visit(call: OperationCall) -> Params:
                           "Appointment.participant")
         appt_ref = f"Appointment/{stored.res_id}"
         tx.lock(f"start-visit:{appt_ref}")
-        existing = _find_encounter(call, tx, appt_ref)
-        enc = _encounter(appointment, appt_ref, existing, attendees)
+        existing = find_encounter(call, tx, appt_ref)
+        enc = visit_encounter(appointment, appt_ref, existing, attendees)
         if existing is not None and enc == existing:
             enc_ref = f"Encounter/{existing['id']}"  # already in progress: nothing to write
         else:
@@ -142,8 +153,7 @@ def start_visit(call: OperationCall) -> Params:
                                      before, "PUT" if existing else "POST")
             enc_ref = f"Encounter/{written.res_id}"
         room = rooms.open_room(tx, enc_ref, cfg.media_url, cfg.room_capacity)
-        root = call.req.base_url[: -len(call.ctx.config.base_path)] if \
-            call.req.base_url.endswith(call.ctx.config.base_path) else call.req.base_url
+        root = web_root(call)
         out = Params().add("encounter", {"reference": enc_ref}).add("room", room.room)
         for url in cfg.ice_servers:
             out.add("iceServer", url)

@@ -63,16 +63,18 @@ def _codings(concepts: Any) -> list[dict[str, Any]]:
     return out
 
 
+def visit_types(appointment: dict[str, Any]) -> list[str]:
+    """The "system|code" of every coding of Appointment.appointmentType and serviceType."""
+    return [f"{c.get('system', '')}|{c.get('code', '')}" for c in
+            _codings(appointment.get("appointmentType")) + _codings(
+                appointment.get("serviceType"))]
+
+
 def is_virtual(appointment: dict[str, Any], settings: VisitSettings) -> bool:
     """Whether an Appointment is a virtual visit."""
     if virtual_service(appointment) is not None:
         return True
-    wanted = set(settings.virtual_types)
-    for c in _codings(appointment.get("appointmentType")) + _codings(
-            appointment.get("serviceType")):
-        if f"{c.get('system', '')}|{c.get('code', '')}" in wanted:
-            return True
-    return False
+    return bool(set(settings.virtual_types) & set(visit_types(appointment)))
 
 
 def encounter_virtual_service(appointment: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from fhir_server.context import Context
 from operations.visits import rooms
 from operations.visits.settings import settings
+from operations.visits.timezones import local, zone_of
 
 
 def _ctx() -> Context:
@@ -63,6 +65,26 @@ def joining(grant: rooms.Grant, room: rooms.Room, token: str) -> dict[str, Any]:
             "participants": others}
 
 
+def _read(ref: str) -> dict[str, Any] | None:
+    rtype, _, rid = ref.partition("/")
+    stored = _ctx().store.read(rtype, rid) if rtype and rid else None
+    if stored is None or stored.deleted or stored.body is None:
+        return None
+    body: dict[str, Any] = orjson.loads(stored.body)
+    return body
+
+
+def scheduled(grant: rooms.Grant) -> dict[str, str] | None:
+    """When the visit of a link was booked for, in the time zone of the link's holder."""
+    room = rooms.get_room(_ctx().store, grant.room)
+    enc = _read(room.encounter) if room else None
+    for a in (enc or {}).get("appointment") or []:
+        appt = _read(str(a.get("reference") or ""))
+        if appt and appt.get("start"):
+            return local(appt["start"], zone_of(_read(grant.reference)))
+    return None
+
+
 def blueprint() -> Blueprint:
     bp = Blueprint("visit_join", __name__, template_folder="templates",
                    static_folder="static", static_url_path="/visit/static")
@@ -75,7 +97,8 @@ def blueprint() -> Blueprint:
         except rooms.LinkRefused as exc:
             grant, problem = None, exc
         html = render_template("visit.html", grant=grant,
-                               problem=problem.reason if problem else None)
+                               problem=problem.reason if problem else None,
+                               when=scheduled(grant) if grant else None)
         resp = Response(html, status=problem.status if problem else 200,
                         content_type="text/html; charset=utf-8")
         return _no_store(resp)

@@ -1,4 +1,5 @@
-"""Plugin entry point of the video visit app: the join links' pages and redemption."""
+"""Plugin entry point of the video visit app: the join links' pages and redemption, the
+waiting room (queue and patient page) and the clinician's SMART launch page."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ def install(ctx: Context) -> None:
 
 
 def install_web(app: Flask, ctx: Context) -> None:
-    from smart_apps.video.join import blueprint
+    from smart_apps.video import join, launch, waiting_web
 
-    app.register_blueprint(blueprint())
+    app.register_blueprint(join.blueprint())
+    app.register_blueprint(launch.blueprint())
+    app.register_blueprint(waiting_web.blueprint())

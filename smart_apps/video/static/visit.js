@@ -82,29 +82,41 @@
     await exchange(pc, state.join.whep + "/" + encodeURIComponent(other.id));
   }
 
+  async function readEvents(resp, onEvent) {
+    // Server-Sent Events read with fetch (so that a token can go in a header, which
+    // EventSource cannot do): onEvent(name, data) per event, until the stream ends or
+    // onEvent returns false.
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const lines = buffer.slice(0, cut).split("\n");
+        buffer = buffer.slice(cut + 2);
+        const data = lines.find((l) => l.startsWith("data: "));
+        if (!data) continue;
+        const name = (lines.find((l) => l.startsWith("event: ")) || "event: message").slice(7);
+        if (onEvent(name, JSON.parse(data.slice(6))) === false) {
+          reader.cancel();
+          return;
+        }
+      }
+    }
+  }
+
   async function listen() {
-    // Room events as Server-Sent Events, read with fetch so the token stays in a header.
+    // Room events of the media service.
     try {
       const resp = await fetch(state.join.events, {
         headers: { "Authorization": "Bearer " + state.join.token } });
-      const reader = resp.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          const data = block.split("\n").find((l) => l.startsWith("data: "));
-          if (!data) continue;
-          const event = JSON.parse(data.slice(6));
-          state.events.push(event);
-          onEvent(event);
-        }
-      }
+      await readEvents(resp, (_name, event) => {
+        state.events.push(event);
+        onEvent(event);
+      });
     } catch (err) {
       console.warn("room events ended", err);
     }
@@ -223,5 +235,6 @@
     await start(body);
   }
 
-  window.telefhirVisit = { joinWithLink, start, leave, framesDecoded, showError, state };
+  window.telefhirVisit = { joinWithLink, start, leave, framesDecoded, showError, readEvents,
+                          state };
 })();
