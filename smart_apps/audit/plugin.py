@@ -8,6 +8,7 @@ IHE BALP (https://profiles.ihe.net/ITI/BALP/), https://hl7.org/fhir/R4/auditeven
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, g, has_request_context
@@ -146,8 +147,17 @@ def auditor_of(ctx: Context) -> Auditor:
     return a
 
 
+QUIET_LOGGERS = ("authlib",)
+"""Loggers held at INFO whatever the root level: Authlib's DEBUG messages print issued tokens
+("Issue token {...}") and client credentials, which must never reach a log."""
+
+
 def install(ctx: Context) -> None:
-    """Register the audit hooks."""
+    """Register the audit hooks; keep secrets out of the logs."""
+    for name in QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level in (logging.NOTSET, logging.DEBUG):
+            logger.setLevel(logging.INFO)
     auditor_of(ctx).install(ctx)
 
 
