@@ -23,7 +23,7 @@ from fhir_server.routing import Route
 from fhir_server.store.base import StoreTx
 from smart_apps.audit import access
 from smart_apps.audit.events import rest_event, security_audit_event
-from smart_apps.audit.writer import AuditWriteFailed, AuditWriter, put_event
+from smart_apps.audit.writer import AuditWriteFailed, AuditWriter, flush, put_event
 
 _KEY = "smart_apps.audit"
 _PENDING = "telefhir_audit_batches"
@@ -101,12 +101,21 @@ class Auditor:
         target = route.compartment_type if route.interaction == "search-compartment" \
             else route.res_type
         if target != access.AUDIT:
+            if route.interaction.startswith(("search", "history")) and \
+                    access.may_read(req.principal, "s"):
+                self.index_logged(ctx)  # AuditEvents it may see among the results
             return
         if route.interaction in access.WRITE_INTERACTIONS:
             raise access.refused_change()
         letter = "r" if route.interaction in ("read", "vread", "history-instance") else "s"
         if not access.may_read(req.principal, letter):
             raise access.refused_read()
+        self.index_logged(ctx)
+
+    def index_logged(self, ctx: Context) -> None:
+        """Before an auditor's read or search: every logged AuditEvent into the store."""
+        with ctx.writing() as tx:
+            flush(tx)
 
     def restrict(self, ctx: Context, req: FhirRequest, action: str,
                  out: list[Restriction]) -> None:

@@ -1,14 +1,20 @@
-"""Group commit of AuditEvents: request threads queue their event and wait; one writer thread
-per process (and store) takes everything queued, writes it in one database transaction and
-wakes the waiters when it has committed. The commit (an fsync on SQLite, a WAL flush on
-PostgreSQL) is shared by every event of the batch, so auditing costs one commit per batch
-rather than one per request, and no answer leaves before its AuditEvent is durable
-(https://www.postgresql.org/docs/current/wal-async-commit.html describes the same trade for
-the database's own commits).
+"""Group commit of AuditEvents, in two steps.
 
-The events are written straight with `StoreTx.put` (indexed like any resource, so the
-search API finds them) and run no write hooks: writing an AuditEvent is never itself audited,
-and the hooks that refuse client changes to AuditEvents do not see it."""
+1. Durable: request threads queue their event and wait; one writer thread per process (and
+   store) takes everything queued, appends it to the `audit_log` table (one row per event, its
+   final JSON) in one database transaction and wakes the waiters when it has committed. The
+   commit (an fsync on SQLite, a WAL flush on PostgreSQL) is shared by every event of the
+   batch, and no answer leaves before its AuditEvent is durable.
+2. Searchable: `flush` moves logged events into the resource store as AuditEvent resources
+   (indexed like any resource, so the search API finds them), in the same transaction that
+   deletes them from the log. The writer does it when its process has had nothing to log for
+   a moment, and every read or search by an auditor does it first (smart_apps.audit.plugin),
+   so an auditor always sees every event committed before its request.
+
+Indexing an AuditEvent (its ~25 index rows from FHIRPath expressions) costs about ten times
+what logging it does (bench/README.md), so it is kept off the answer's path.
+Events are written with `StoreTx.put` and run no write hooks: writing an AuditEvent is never
+itself audited, and the hooks that refuse client changes to AuditEvents do not see it."""
 
 from __future__ import annotations
 
@@ -31,19 +37,59 @@ log = logging.getLogger("telefhir.audit")
 IDLE_SECONDS = 5.0
 """The writer thread ends after this long with nothing to write (a new one starts on the next
 event): an idle server, or a forked worker, keeps no thread it does not use."""
+QUIET_SECONDS = 0.5
+"""Nothing logged for this long: the writer moves logged events into the store."""
+FLUSH_BATCH = 500
+
+DDL = ("""CREATE TABLE IF NOT EXISTS audit_log (
+    id TEXT PRIMARY KEY,
+    recorded_us BIGINT NOT NULL,
+    body TEXT NOT NULL
+)""", "CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded_us)")
 
 
 class AuditWriteFailed(Exception):
     """The batch holding an event could not be committed."""
 
 
-def put_event(tx: StoreTx, event: dict[str, Any]) -> str:
-    """Write one AuditEvent (a new id, version 1) into `tx`; its id."""
+def _stamped(event: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
     res_id = str(uuid.uuid4())
     updated = now_us()
-    stamped = stamp(event, res_id, 1, updated)
+    return res_id, updated, stamp(event, res_id, 1, updated)
+
+
+def put_event(tx: StoreTx, event: dict[str, Any]) -> str:
+    """Write one AuditEvent (a new id, version 1) into the resource store in `tx`; its id."""
+    res_id, updated, stamped = _stamped(event)
     tx.put("AuditEvent", res_id, stamped, orjson.dumps(stamped), 1, "POST", updated)
     return res_id
+
+
+def log_event(tx: StoreTx, event: dict[str, Any]) -> str:
+    """Append one AuditEvent to `audit_log` in `tx`; its id."""
+    res_id, updated, stamped = _stamped(event)
+    tx.query("INSERT INTO audit_log (id, recorded_us, body) VALUES (?, ?, ?)",
+             (res_id, updated, orjson.dumps(stamped).decode()))
+    return res_id
+
+
+def flush(tx: StoreTx, limit: int | None = None) -> int:
+    """Move logged AuditEvents (the oldest `limit`, or all) into the resource store in `tx`;
+    how many. Concurrent flushers each move a row at most once: it is deleted from the log in
+    the transaction that stores it."""
+    moved = 0
+    while True:
+        n = FLUSH_BATCH if limit is None else min(FLUSH_BATCH, limit - moved)
+        if n <= 0:
+            return moved
+        rows = tx.query("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log ORDER BY "
+                        "recorded_us LIMIT ?) RETURNING id, recorded_us, body", (n,))
+        for res_id, updated, body in rows:
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+            tx.put("AuditEvent", str(res_id), orjson.loads(raw), raw, 1, "POST", int(updated))
+        moved += len(rows)
+        if len(rows) < n:
+            return moved
 
 
 @dataclass
@@ -57,6 +103,7 @@ class AuditWriter:
     """Queues AuditEvents and commits them in batches (at most `max_batch` a transaction)."""
 
     def __init__(self, store: ResourceStore, max_batch: int = 512) -> None:
+        store.ensure_tables(DDL)
         self._store = store
         self._max = max_batch
         self._cond = threading.Condition()
@@ -100,28 +147,46 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def _take(self) -> list[_Batch]:
-        """Every queued batch, waiting for one up to IDLE_SECONDS; [] when idle."""
+    def _take(self, idle: float, wait: bool) -> list[_Batch] | None:
+        """Every queued batch, waiting up to QUIET_SECONDS for one if `wait`; [] when there is
+        none yet, None when this thread is to end (nothing for IDLE_SECONDS)."""
         with self._cond:
+            if not self._queue and wait:
+                self._cond.wait(QUIET_SECONDS)
             if not self._queue:
-                self._cond.wait(IDLE_SECONDS)
-            if not self._queue:
-                self._thread = None  # this thread ends; submit starts another
+                if idle >= IDLE_SECONDS:
+                    self._thread = None  # this thread ends; submit starts another
+                    return None
                 return []
             taken, self._queue, self._open = self._queue, [], None
             return taken
 
+    def _index_some(self) -> bool:
+        """Move a batch of logged events into the store; whether there were any."""
+        try:
+            with self._store.transaction() as tx:
+                return flush(tx, FLUSH_BATCH) > 0
+        except Exception:  # left in the log for the next try (or an auditor's read)
+            log.exception("indexing logged AuditEvents failed")
+            return False
+
     def _run(self) -> None:
+        idle, backlog = 0.0, False
         while True:
-            taken = self._take()
-            if not taken:
+            taken = self._take(idle, wait=not backlog)
+            if taken is None:
                 return
+            if not taken:  # quiet: index what is logged, or count the idle time
+                backlog = self._index_some()
+                idle = 0.0 if backlog else idle + QUIET_SECONDS
+                continue
+            idle, backlog = 0.0, False
             error: BaseException | None = None
             try:
                 with self._store.transaction() as tx:
                     for batch in taken:
                         for event in batch.events:
-                            put_event(tx, event)
+                            log_event(tx, event)
             except Exception as exc:  # the waiters answer 500; the writer carries on
                 log.exception("writing %d AuditEvents failed",
                               sum(len(b.events) for b in taken))

@@ -23,6 +23,7 @@ from fhir_server.app import create_app, open_store
 from fhir_server.config import Config
 from fhir_server.dispatcher import Dispatcher
 from smart_apps.passwords import hash_password
+from smart_apps.audit.writer import flush
 from smart_apps.records import AuthRecords
 from tests.integration.smart_support import PASSWORD, SmartServer, bearer, token_for
 from tests.integration.test_durability import TELEFHIR, _free_port
@@ -118,9 +119,13 @@ class Readers:
 
 
 def _audited_reads(db_url: str, client_id: str) -> Counter[str]:
-    """Successful read AuditEvents of `client_id` per Patient id, straight from the store."""
+    """Successful read AuditEvents of `client_id` per Patient id, from the reopened store (the
+    logged ones moved into it first, as an auditor's search would)."""
     store = open_store(db_url)
     try:
+        with store.transaction() as tx:
+            flush(tx)
+        assert store.query("SELECT count(*) FROM audit_log") == [(0,)]
         rows = store.query("SELECT body FROM resources WHERE res_type = 'AuditEvent'")
     finally:
         store.close()
