@@ -29,8 +29,7 @@ from typing import Any
 import orjson
 
 from fhir_server.store.base import ResourceStore, StoreTx
-from fhir_server.timeutil import now_us
-from fhir_server.writes import stamp
+from fhir_server.timeutil import now_us, to_instant
 
 log = logging.getLogger("telefhir.audit")
 
@@ -53,9 +52,16 @@ class AuditWriteFailed(Exception):
 
 
 def _stamped(event: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """The event as stored (fhir_server.writes.stamp: id and meta first), with `recorded` and
+    meta.lastUpdated the same instant."""
     res_id = str(uuid.uuid4())
     updated = now_us()
-    return res_id, updated, stamp(event, res_id, 1, updated)
+    instant = to_instant(updated)
+    out = {"resourceType": "AuditEvent", "id": res_id,
+           "meta": {"versionId": "1", "lastUpdated": instant}}
+    out.update(event)
+    out["id"], out["recorded"] = res_id, instant
+    return res_id, updated, out
 
 
 def put_event(tx: StoreTx, event: dict[str, Any]) -> str:

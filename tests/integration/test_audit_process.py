@@ -22,8 +22,8 @@ from flask import Flask
 from fhir_server.app import create_app, open_store
 from fhir_server.config import Config
 from fhir_server.dispatcher import Dispatcher
-from smart_apps.passwords import hash_password
 from smart_apps.audit.writer import flush
+from smart_apps.passwords import hash_password
 from smart_apps.records import AuthRecords
 from tests.integration.smart_support import PASSWORD, SmartServer, bearer, token_for
 from tests.integration.test_durability import TELEFHIR, _free_port
