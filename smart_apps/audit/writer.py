@@ -1,15 +1,17 @@
 """Group commit of AuditEvents, in two steps.
 
-1. Durable: request threads queue their event and wait; one writer thread per process (and
-   store) takes everything queued, appends it to the `audit_log` table (one row per event, its
-   final JSON) in one database transaction and wakes the waiters when it has committed. The
-   commit (an fsync on SQLite, a WAL flush on PostgreSQL) is shared by every event of the
-   batch, and no answer leaves before its AuditEvent is durable.
+1. Durable: request threads queue their event and wait; one of them at a time (the leader)
+   takes everything queued, appends it to the `audit_log` table (one row per event, its final
+   JSON) in one database transaction and wakes the others when it has committed. The commit
+   (an fsync on SQLite, a WAL flush on PostgreSQL) is shared by every event of the batch, and
+   no answer leaves before its AuditEvent is durable. (A dedicated writer thread did the same
+   with one more thread switch per batch; in-process the two cost the same CPU per event.)
 2. Searchable: `flush` moves logged events into the resource store as AuditEvent resources
    (indexed like any resource, so the search API finds them), in the same transaction that
-   deletes them from the log. The writer does it when its process has had nothing to log for
-   a moment, and every read or search by an auditor does it first (smart_apps.audit.plugin),
-   so an auditor always sees every event committed before its request.
+   deletes them from the log. A background thread does it when its process has had nothing
+   to log for a moment (INDEX_BATCH at a time, so that a request arriving meanwhile waits little
+   for the interpreter), and every read or search by an auditor does it first
+   (smart_apps.audit.plugin), so an auditor sees every event committed before its request.
 
 Indexing an AuditEvent (its ~25 index rows from FHIRPath expressions) costs about ten times
 what logging it does (bench/README.md), so it is kept off the answer's path.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,11 +37,12 @@ from fhir_server.timeutil import now_us, to_instant
 log = logging.getLogger("telefhir.audit")
 
 IDLE_SECONDS = 5.0
-"""The writer thread ends after this long with nothing to write (a new one starts on the next
+"""The background thread ends after this long with nothing to do (a new one starts on the next
 event): an idle server, or a forked worker, keeps no thread it does not use."""
 QUIET_SECONDS = 0.5
-"""Nothing logged for this long: the writer moves logged events into the store."""
+"""Nothing logged for this long: the background thread moves logged events into the store."""
 FLUSH_BATCH = 500
+INDEX_BATCH = 50
 
 DDL = ("""CREATE TABLE IF NOT EXISTS audit_log (
     id TEXT PRIMARY KEY,
@@ -106,7 +110,13 @@ class _Batch:
 
 
 class AuditWriter:
-    """Queues AuditEvents and commits them in batches (at most `max_batch` a transaction)."""
+    """Queues AuditEvents and commits them in batches (at most `max_batch` a transaction).
+
+    Leader and followers: a thread waiting for its batch commits everything queued itself when
+    no commit is under way (the leader); otherwise it waits (a follower) and the leader's
+    commit, or the next one it leads, carries its event. While one commit waits on the disk,
+    the events of the next requests gather for the next commit. A background thread moves
+    logged events into the store when the process is quiet (`flush`)."""
 
     def __init__(self, store: ResourceStore, max_batch: int = 512) -> None:
         store.ensure_tables(DDL)
@@ -115,6 +125,8 @@ class AuditWriter:
         self._cond = threading.Condition()
         self._open: _Batch | None = None  # the batch new events join
         self._queue: list[_Batch] = []
+        self._committing = False
+        self._last = 0.0  # time.monotonic() of the last event queued
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
@@ -126,14 +138,34 @@ class AuditWriter:
                 batch = self._open = _Batch([], threading.Event())
                 self._queue.append(batch)
             batch.events.append(event)
+            self._last = time.monotonic()
             self._ensure_thread()
-            self._cond.notify()
             return batch
 
     def wait(self, batch: _Batch, timeout: float = 30.0) -> None:
-        """Return once `batch` is committed; AuditWriteFailed if it was not."""
-        if not batch.done.wait(timeout):
-            raise AuditWriteFailed(f"the audit batch was not committed within {timeout:.0f} s")
+        """Return once `batch` is committed (leading the commit if none is under way);
+        AuditWriteFailed if it was not."""
+        deadline = time.monotonic() + timeout
+        while not batch.done.is_set():
+            with self._cond:
+                lead = not self._committing and not batch.done.is_set()
+                if lead:
+                    self._committing = True
+                    taken, self._queue, self._open = self._queue, [], None
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise AuditWriteFailed(
+                            f"the audit batch was not committed within {timeout:.0f} s")
+                    if self._committing and not batch.done.is_set():
+                        self._cond.wait(left)
+                    continue
+            try:
+                self._commit(taken)
+            finally:
+                with self._cond:
+                    self._committing = False
+                    self._cond.notify_all()  # followers: done, or one of them leads next
         if batch.error is not None:
             raise AuditWriteFailed(str(batch.error)) from batch.error
 
@@ -145,58 +177,56 @@ class AuditWriter:
         if batch is not None:
             self.wait(batch)
 
+    def _commit(self, taken: list[_Batch]) -> None:
+        error: BaseException | None = None
+        try:
+            with self._store.transaction() as tx:
+                for batch in taken:
+                    for event in batch.events:
+                        log_event(tx, event)
+        except Exception as exc:  # the waiters answer 500
+            log.exception("writing %d AuditEvents failed", sum(len(b.events) for b in taken))
+            error = exc
+        for batch in taken:
+            batch.error = error
+            batch.done.set()
+
+    # -- the background indexer ------------------------------------------------------------------
+
     def _ensure_thread(self) -> None:
         alive = self._thread is not None and self._thread.is_alive()
         if alive and self._pid == os.getpid():
             return
         self._pid = os.getpid()  # a forked child has the parent's object but not its thread
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="audit-indexer", daemon=True)
         self._thread.start()
 
-    def _take(self, idle: float, wait: bool) -> list[_Batch] | None:
-        """Every queued batch, waiting up to QUIET_SECONDS for one if `wait`; [] when there is
-        none yet, None when this thread is to end (nothing for IDLE_SECONDS)."""
+    def _quiet(self) -> bool:
         with self._cond:
-            if not self._queue and wait:
-                self._cond.wait(QUIET_SECONDS)
-            if not self._queue:
-                if idle >= IDLE_SECONDS:
-                    self._thread = None  # this thread ends; submit starts another
-                    return None
-                return []
-            taken, self._queue, self._open = self._queue, [], None
-            return taken
+            return not self._queue and not self._committing and \
+                time.monotonic() - self._last >= QUIET_SECONDS
 
     def _index_some(self) -> bool:
         """Move a batch of logged events into the store; whether there were any."""
         try:
             with self._store.transaction() as tx:
-                return flush(tx, FLUSH_BATCH) > 0
+                return flush(tx, INDEX_BATCH) > 0
         except Exception:  # left in the log for the next try (or an auditor's read)
             log.exception("indexing logged AuditEvents failed")
             return False
 
     def _run(self) -> None:
-        idle, backlog = 0.0, False
+        idle = 0.0
         while True:
-            taken = self._take(idle, wait=not backlog)
-            if taken is None:
-                return
-            if not taken:  # quiet: index what is logged, or count the idle time
-                backlog = self._index_some()
-                idle = 0.0 if backlog else idle + QUIET_SECONDS
+            time.sleep(QUIET_SECONDS)
+            if not self._quiet():
+                idle = 0.0
                 continue
-            idle, backlog = 0.0, False
-            error: BaseException | None = None
-            try:
-                with self._store.transaction() as tx:
-                    for batch in taken:
-                        for event in batch.events:
-                            log_event(tx, event)
-            except Exception as exc:  # the waiters answer 500; the writer carries on
-                log.exception("writing %d AuditEvents failed",
-                              sum(len(b.events) for b in taken))
-                error = exc
-            for batch in taken:
-                batch.error = error
-                batch.done.set()
+            moved = False
+            while self._quiet() and self._index_some():
+                moved = True
+            idle = 0.0 if moved else idle + QUIET_SECONDS
+            with self._cond:
+                if idle >= IDLE_SECONDS and time.monotonic() - self._last >= IDLE_SECONDS:
+                    self._thread = None  # this thread ends; submit starts another
+                    return
