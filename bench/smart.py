@@ -97,6 +97,9 @@ def main() -> int:
     ap.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--audit-threads", type=int, default=None,
+                    help="threads (and backpressure) per worker of the audited server "
+                         "(default: --threads): its requests wait on the group commit")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--read-seconds", type=int, default=5, help="length of one A/B slice")
@@ -110,7 +113,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="telefhir-smart-bench-"))
     results: dict[str, Any] = {"backend": args.backend, "workers": args.workers,
-                               "threads": args.threads, "python": platform.python_version(),
+                               "threads": args.threads, "audit_threads": args.audit_threads,
+                               "python": platform.python_version(),
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with database(args.backend, work) as (db_url, db_pids):
         files = sorted(str(p) for p in SYNTHEA.glob("*.json"))
@@ -131,6 +135,7 @@ def main() -> int:
              db_url], check=True, capture_output=True, text=True).stdout)
         client_id = reg["client_id"]
         extra = ["--threads", str(args.threads)]
+        audit_extra = ["--threads", str(args.audit_threads or args.threads)]
         read_lua = work / "read.lua"
         read_lua.write_text(read_script(paths, None))
 
@@ -155,7 +160,7 @@ def main() -> int:
                     env=NO_AUDIT) as open_proc, \
                 server(db_url, port_b, args.workers, extra, work / "serve-auth.log",
                        auth=True, env=NO_AUDIT) as auth_proc, \
-                server(db_url, port_c, args.workers, extra, work / "serve-audit.log",
+                server(db_url, port_c, args.workers, audit_extra, work / "serve-audit.log",
                        auth=True) as audit_proc:
             pids_a, pids_b = process_tree(open_proc.pid), process_tree(auth_proc.pid)
             pids_c = process_tree(audit_proc.pid)

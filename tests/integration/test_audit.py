@@ -246,3 +246,42 @@ def test_no_secret_or_phi_in_logs(world: SmartServer, caplog: pytest.LogCaptureF
     for secret in (PASSWORD, tok["access_token"], tok["refresh_token"], "Alpha", "Zyxwv",
                    "1970-01-01"):
         assert secret not in logged, secret
+
+
+def test_internal_principals_are_audited(world: SmartServer) -> None:
+    """The seed writes of the fixture came from an internal principal through the dispatcher;
+    a request run inside an internal client's own transaction (as the HL7 v2 gateway's) has
+    its AuditEvent written in that transaction."""
+    from fhir_server.app import build_dispatcher
+
+    ctx = world.app.extensions["telefhir.context"]
+    with ctx.store.transaction() as tx:
+        resp = build_dispatcher(ctx.within(tx)).handle(FhirRequest(
+            "PUT", "Patient/pz", [], {"content-type": "application/fhir+json"},
+            json.dumps({"resourceType": "Patient", "id": "pz"}).encode(), world.base,
+            principal=internal("hl7v2-gateway")))
+        assert resp.status == 201
+    reader = auditor_token(world)
+    seeded = audit_events(world, reader, "entity=Patient/pa")
+    assert any(requestor(e)["who"]["identifier"]["value"] == "telefhir-tests" and
+               "update" in subtypes(e) for e in seeded)
+    gateway = audit_events(world, reader, "entity=Patient/pz")
+    assert [requestor(e)["who"]["identifier"]["value"] for e in gateway] == \
+        ["telefhir-hl7v2-gateway"]
+    assert entity_refs(gateway[0]) == ["Patient/pz/_history/1", "Patient/pz"]
+
+
+def test_an_answer_whose_audit_record_fails_is_withheld(world: SmartServer) -> None:
+    tok = token_for(world, "user/*.rs")
+    store = world.app.extensions["telefhir.context"].store
+    store.ensure_tables(["DROP TABLE audit_log"])
+    try:
+        r = requests.get(world.url("Patient/pa"), headers=bearer(tok))
+        assert r.status_code == 500
+        assert "audit" in r.json()["issue"][0]["diagnostics"]
+        assert "Alpha" not in r.text
+    finally:
+        from smart_apps.audit.writer import DDL
+
+        store.ensure_tables(DDL)
+    assert requests.get(world.url("Patient/pa"), headers=bearer(tok)).status_code == 200
