@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from flask import Flask, g, has_request_context
 from flask.wrappers import Response
 
@@ -31,10 +32,11 @@ UNAUDITED_PATHS = frozenset({"metadata"})
 """Answers that hold no patient data and are not audited (the CapabilityStatement)."""
 
 
-def _failed(exc: AuditWriteFailed) -> FhirError:
-    return FhirError(500, [Issue("fatal", "exception",
-                                 "The audit trail could not record this request, so its answer "
-                                 "is withheld; retry later")])
+FAILED = "The audit trail could not record this request, so its answer is withheld; retry later"
+
+
+def _failed() -> FhirError:
+    return FhirError(500, [Issue("fatal", "exception", FAILED)])
 
 
 class Auditor:
@@ -69,7 +71,7 @@ class Auditor:
         try:
             self.writer.wait(self.writer.submit(event))
         except AuditWriteFailed as exc:
-            raise _failed(exc) from exc
+            raise _failed() from exc
 
     def record_security(self, ctx: Context, event: SecurityEvent) -> None:
         """The AuditEvent of a security event. Inside a web request it is queued now and
@@ -82,7 +84,7 @@ class Auditor:
         try:
             self.writer.write([resource])
         except AuditWriteFailed as exc:
-            raise _failed(exc) from exc
+            raise _failed() from exc
 
     def durable(self, resp: Response) -> Response:
         """Flask after_request: the security events of this request are committed before its
@@ -142,10 +144,7 @@ class Auditor:
 
 
 def _outcome_json() -> bytes:
-    import orjson
-
-    return orjson.dumps(operation_outcome([Issue(
-        "fatal", "exception", "The audit trail could not record this request; retry later")]))
+    return orjson.dumps(operation_outcome([Issue("fatal", "exception", FAILED)]))
 
 
 def auditor_of(ctx: Context) -> Auditor:
