@@ -24,7 +24,7 @@ from fhir_server.routing import Route
 from fhir_server.store.base import StoreTx
 from smart_apps.audit import access
 from smart_apps.audit.events import rest_event, security_audit_event
-from smart_apps.audit.writer import AuditWriteFailed, AuditWriter, flush, put_event
+from smart_apps.audit.writer import AuditWriteFailed, AuditWriter, flush, log_event
 
 _KEY = "smart_apps.audit"
 _PENDING = "telefhir_audit_batches"
@@ -66,7 +66,7 @@ class Auditor:
             return
         event = rest_event(req, resp, ctx.config.public_base_url or req.base_url)
         if ctx.tx is not None:  # an internal client's transaction: commits (or not) with it
-            put_event(ctx.tx, event)
+            log_event(ctx.tx, event)
             return
         try:
             self.writer.wait(self.writer.submit(event))

@@ -68,13 +68,6 @@ def _stamped(event: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
     return res_id, updated, out
 
 
-def put_event(tx: StoreTx, event: dict[str, Any]) -> str:
-    """Write one AuditEvent (a new id, version 1) into the resource store in `tx`; its id."""
-    res_id, updated, stamped = _stamped(event)
-    tx.put("AuditEvent", res_id, stamped, orjson.dumps(stamped), 1, "POST", updated)
-    return res_id
-
-
 def log_event(tx: StoreTx, event: dict[str, Any]) -> str:
     """Append one AuditEvent to `audit_log` in `tx`; its id."""
     res_id, updated, stamped = _stamped(event)
