@@ -113,13 +113,15 @@ def wait_until_quiet(max_other_pct: float, timeout: float) -> float:
 
 @contextmanager
 def server(db_url: str, port: int, workers: int, extra: list[str],
-           log: Path, auth: bool = False) -> Iterator[subprocess.Popen[bytes]]:
-    """`telefhir serve` running on `port` until the block ends (`--no-auth` unless `auth`)."""
+           log: Path, auth: bool = False,
+           env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`telefhir serve` running on `port` until the block ends (`--no-auth` unless `auth`;
+    `env`: extra environment variables, e.g. TELEFHIR_AUDIT=0)."""
     cmd = [str(BIN / "telefhir"), "serve", *([] if auth else ["--no-auth"]),
            "--workers", str(workers), "--port", str(port), "--db", db_url, *extra]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **(env or {})})
     try:
         base = f"http://127.0.0.1:{port}/fhir"
         deadline = time.monotonic() + 120

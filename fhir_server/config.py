@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 
 DEFAULT_PLUGINS = ("operations.registry", "smart_apps.plugin", "operations.billing.eligibility",
-                   "operations.visits.plugin", "smart_apps.video.plugin", "hl7v2_gateway.plugin")
+                   "operations.visits.plugin", "smart_apps.video.plugin", "hl7v2_gateway.plugin",
+                   "smart_apps.audit.plugin")
 """Modules whose `install(ctx)` wires their hooks and registries into each server context, in
 order (the composition root imports them by name, so fhir_server imports none of them)."""
 
@@ -32,6 +33,9 @@ class Config:
     auth: bool = True
     access_token_seconds: int = 3600  # lifetime of access tokens (and id_tokens)
     refresh_token_seconds: int = 30 * 86400  # lifetime of refresh tokens (offline_access)
+    # the audit trail (smart_apps.audit): an AuditEvent for every interaction and sign-in.
+    # False (TELEFHIR_AUDIT=0) only to measure its cost: reading AuditEvents stays restricted
+    audit: bool = True
     auth_max_failures: int = 5  # failed sign-ins of one user before it is locked out
     auth_lockout_seconds: int = 900  # how long a lockout lasts
     auth_failure_rate: int = 20  # failed sign-ins or token requests per minute per address
@@ -53,6 +57,8 @@ class Config:
             values["public_base_url"] = os.environ["TELEFHIR_BASE_URL"]
         if "TELEFHIR_AUTH" in os.environ:
             values["auth"] = os.environ["TELEFHIR_AUTH"].lower() not in ("0", "false", "no")
+        if "TELEFHIR_AUDIT" in os.environ:
+            values["audit"] = os.environ["TELEFHIR_AUDIT"].lower() not in ("0", "false", "no")
         for name, var in _INT_VARS.items():
             if var in os.environ:
                 values[name] = int(os.environ[var])

@@ -20,9 +20,12 @@ caller too.
 - before_delete(ctx, tx, res_type, res_id), after_delete(ctx, tx, stored)
 - before_operation(ctx, req, call)    (call: operations.registry.OperationCall, parameters
                                        parsed; `call.op.needs` says what it requires)
-- before_response(ctx, req, resp)      (resp.resource / resp.raw are JSON even when the client
-                                       asked for XML: XML is written after this hook, and an
-                                       XML request body has been read into JSON before
+- before_response(ctx, req, resp)      (run for every answer the dispatcher gives, failures
+                                       included: a 401 from request_received, a 403 from
+                                       authorize, a 404, a 500; the audit trail records each
+                                       here. resp.resource / resp.raw are JSON even when the
+                                       client asked for XML: XML is written after this hook,
+                                       and an XML request body has been read into JSON before
                                        request_received)
 - capability_statement(ctx, req, statement)   (a copy of the generated CapabilityStatement
                                        with its own `rest` list and rest[0] dict: a hook may

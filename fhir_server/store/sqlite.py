@@ -174,13 +174,21 @@ class SqliteStore:
                 tx.query(stmt)
 
     def close(self) -> None:
+        if self._writers is not None:
+            # a write transaction of another thread (a plugin's background writer: the audit
+            # trail's indexer) ends before its connection is closed under it
+            with self._writers.turn():
+                self._close_connections()
+            self._writers.close()
+            return
+        self._close_connections()
+
+    def _close_connections(self) -> None:
         with self._lock:
             for conn in self._all:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
-        if self._writers is not None:
-            self._writers.close()
 
 
 class SqliteTx:

@@ -1,0 +1,225 @@
+"""Group commit of AuditEvents, in two steps.
+
+1. Durable: request threads queue their event and wait; one of them at a time (the leader)
+   takes everything queued, appends it to the `audit_log` table (one row per event, its final
+   JSON) in one database transaction and wakes the others when it has committed. The commit
+   (an fsync on SQLite, a WAL flush on PostgreSQL) is shared by every event of the batch, and
+   no answer leaves before its AuditEvent is durable. (A dedicated writer thread did the same
+   with one more thread switch per batch; in-process the two cost the same CPU per event.)
+2. Searchable: `flush` moves logged events into the resource store as AuditEvent resources
+   (indexed like any resource, so the search API finds them), in the same transaction that
+   deletes them from the log. A background thread does it when its process has had nothing
+   to log for a moment (INDEX_BATCH at a time, so that a request arriving meanwhile waits little
+   for the interpreter), and every read or search by an auditor does it first
+   (smart_apps.audit.plugin), so an auditor sees every event committed before its request.
+
+Indexing an AuditEvent (its ~25 index rows from FHIRPath expressions) costs about ten times
+what logging it does (bench/README.md), so it is kept off the answer's path.
+Events are written with `StoreTx.put` and run no write hooks: writing an AuditEvent is never
+itself audited, and the hooks that refuse client changes to AuditEvents do not see it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhir_server.store.base import ResourceStore, StoreTx
+from fhir_server.timeutil import now_us, to_instant
+
+log = logging.getLogger("telefhir.audit")
+
+IDLE_SECONDS = 5.0
+"""The background thread ends after this long with nothing to do (a new one starts on the next
+event): an idle server, or a forked worker, keeps no thread it does not use."""
+QUIET_SECONDS = 0.5
+"""Nothing logged for this long: the background thread moves logged events into the store."""
+FLUSH_BATCH = 500
+INDEX_BATCH = 50
+
+DDL = ("""CREATE TABLE IF NOT EXISTS audit_log (
+    id TEXT PRIMARY KEY,
+    recorded_us BIGINT NOT NULL,
+    body TEXT NOT NULL
+)""", "CREATE INDEX IF NOT EXISTS audit_log_recorded ON audit_log (recorded_us)")
+
+
+class AuditWriteFailed(Exception):
+    """The batch holding an event could not be committed."""
+
+
+def _stamped(event: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """The event as stored (fhir_server.writes.stamp: id and meta first), with `recorded` and
+    meta.lastUpdated the same instant."""
+    res_id = str(uuid.uuid4())
+    updated = now_us()
+    instant = to_instant(updated)
+    out = {"resourceType": "AuditEvent", "id": res_id,
+           "meta": {"versionId": "1", "lastUpdated": instant}}
+    out.update(event)
+    out["id"], out["recorded"] = res_id, instant
+    return res_id, updated, out
+
+
+def log_event(tx: StoreTx, event: dict[str, Any]) -> str:
+    """Append one AuditEvent to `audit_log` in `tx`; its id."""
+    res_id, updated, stamped = _stamped(event)
+    tx.query("INSERT INTO audit_log (id, recorded_us, body) VALUES (?, ?, ?)",
+             (res_id, updated, orjson.dumps(stamped).decode()))
+    return res_id
+
+
+def flush(tx: StoreTx, limit: int | None = None) -> int:
+    """Move logged AuditEvents (the oldest `limit`, or all) into the resource store in `tx`;
+    how many. Concurrent flushers each move a row at most once: it is deleted from the log in
+    the transaction that stores it."""
+    moved = 0
+    while True:
+        n = FLUSH_BATCH if limit is None else min(FLUSH_BATCH, limit - moved)
+        if n <= 0:
+            return moved
+        rows = tx.query("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log ORDER BY "
+                        "recorded_us LIMIT ?) RETURNING id, recorded_us, body", (n,))
+        for res_id, updated, body in rows:
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+            tx.put("AuditEvent", str(res_id), orjson.loads(raw), raw, 1, "POST", int(updated))
+        moved += len(rows)
+        if len(rows) < n:
+            return moved
+
+
+@dataclass
+class _Batch:
+    events: list[dict[str, Any]]
+    done: threading.Event
+    error: BaseException | None = None
+
+
+class AuditWriter:
+    """Queues AuditEvents and commits them in batches (at most `max_batch` a transaction).
+
+    Leader and followers: a thread waiting for its batch commits everything queued itself when
+    no commit is under way (the leader); otherwise it waits (a follower) and the leader's
+    commit, or the next one it leads, carries its event. While one commit waits on the disk,
+    the events of the next requests gather for the next commit. A background thread moves
+    logged events into the store when the process is quiet (`flush`)."""
+
+    def __init__(self, store: ResourceStore, max_batch: int = 512) -> None:
+        store.ensure_tables(DDL)
+        self._store = store
+        self._max = max_batch
+        self._cond = threading.Condition()
+        self._open: _Batch | None = None  # the batch new events join
+        self._queue: list[_Batch] = []
+        self._committing = False
+        self._last = 0.0  # time.monotonic() of the last event queued
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def submit(self, event: dict[str, Any]) -> _Batch:
+        """Queue `event`; the batch to wait on (`wait`)."""
+        with self._cond:
+            batch = self._open
+            if batch is None or len(batch.events) >= self._max:
+                batch = self._open = _Batch([], threading.Event())
+                self._queue.append(batch)
+            batch.events.append(event)
+            self._last = time.monotonic()
+            self._ensure_thread()
+            return batch
+
+    def wait(self, batch: _Batch, timeout: float = 30.0) -> None:
+        """Return once `batch` is committed (leading the commit if none is under way);
+        AuditWriteFailed if it was not."""
+        deadline = time.monotonic() + timeout
+        while not batch.done.is_set():
+            with self._cond:
+                lead = not self._committing and not batch.done.is_set()
+                if lead:
+                    self._committing = True
+                    taken, self._queue, self._open = self._queue, [], None
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise AuditWriteFailed(
+                            f"the audit batch was not committed within {timeout:.0f} s")
+                    if self._committing and not batch.done.is_set():
+                        self._cond.wait(left)
+                    continue
+            try:
+                self._commit(taken)
+            finally:
+                with self._cond:
+                    self._committing = False
+                    self._cond.notify_all()  # followers: done, or one of them leads next
+        if batch.error is not None:
+            raise AuditWriteFailed(str(batch.error)) from batch.error
+
+    def write(self, events: Sequence[dict[str, Any]]) -> None:
+        """Queue `events` and wait until they are durable."""
+        batch = None
+        for e in events:
+            batch = self.submit(e)
+        if batch is not None:
+            self.wait(batch)
+
+    def _commit(self, taken: list[_Batch]) -> None:
+        error: BaseException | None = None
+        try:
+            with self._store.transaction() as tx:
+                for batch in taken:
+                    for event in batch.events:
+                        log_event(tx, event)
+        except Exception as exc:  # the waiters answer 500
+            log.exception("writing %d AuditEvents failed", sum(len(b.events) for b in taken))
+            error = exc
+        for batch in taken:
+            batch.error = error
+            batch.done.set()
+
+    # -- the background indexer ------------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        alive = self._thread is not None and self._thread.is_alive()
+        if alive and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()  # a forked child has the parent's object but not its thread
+        self._thread = threading.Thread(target=self._run, name="audit-indexer", daemon=True)
+        self._thread.start()
+
+    def _quiet(self) -> bool:
+        with self._cond:
+            return not self._queue and not self._committing and \
+                time.monotonic() - self._last >= QUIET_SECONDS
+
+    def _index_some(self) -> bool:
+        """Move a batch of logged events into the store; whether there were any."""
+        try:
+            with self._store.transaction() as tx:
+                return flush(tx, INDEX_BATCH) > 0
+        except Exception:  # left in the log for the next try (or an auditor's read)
+            log.exception("indexing logged AuditEvents failed")
+            return False
+
+    def _run(self) -> None:
+        idle = 0.0
+        while True:
+            time.sleep(QUIET_SECONDS)
+            if not self._quiet():
+                idle = 0.0
+                continue
+            moved = False
+            while self._quiet() and self._index_some():
+                moved = True
+            idle = 0.0 if moved else idle + QUIET_SECONDS
+            with self._cond:
+                if idle >= IDLE_SECONDS and time.monotonic() - self._last >= IDLE_SECONDS:
+                    self._thread = None  # this thread ends; submit starts another
+                    return
