@@ -1,0 +1,96 @@
+"""What `telefhir serve` runs: one ChildSpec per service, each started as
+`python -m fhir_server.serve.child SPEC` (a fresh interpreter, never a fork of the supervisor),
+and the entry point each runs in its child.
+
+Targets are named by string so that `fhir_server` imports no plugin package (hl7v2_gateway,
+media) until the child that runs it starts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GRANIAN_PID_ENV = "TELEFHIR_SERVE_GRANIAN_PID"
+"""Set by the HTTP child for its granian workers: the pid their parent must have."""
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One supervised service: a `module:function` called with `kwargs` in its own process,
+    ready once something accepts TCP connections on `host`:`port`."""
+
+    name: str
+    target: str
+    host: str
+    port: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def probe_host(self) -> str:
+        """Where to connect to check readiness (a wildcard address is probed on loopback)."""
+        return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+
+
+def http_spec(host: str, port: int, workers: int, threads: int,
+              backpressure: int | None) -> ChildSpec:
+    return ChildSpec("http", "fhir_server.serve.services:run_http", host, port,
+                     {"host": host, "port": port, "workers": workers, "threads": threads,
+                      "backpressure": backpressure or threads})
+
+
+def mllp_spec(db_url: str, host: str, port: int, hl7_config: str | None) -> ChildSpec:
+    return ChildSpec("mllp", "hl7v2_gateway.service:run", host, port,
+                     {"db_url": db_url, "host": host, "port": port, "config": hl7_config})
+
+
+def media_spec(config: Any) -> ChildSpec:
+    """`config` is a media.options.MediaConfig."""
+    return ChildSpec("media", "fhir_server.serve.services:run_media", config.host, config.port,
+                     asdict(config))
+
+
+def run_http(host: str, port: int, workers: int, threads: int, backpressure: int) -> None:
+    """granian's main process, serving the FHIR app with `workers` worker processes.
+
+    granian forks its workers from this process; each sets its own parent-death signal when it
+    loads the app (fhir_server.serve.worker), so this process dying takes them with it. A worker
+    that dies is respawned by granian; if granian gives up (a crash loop) it exits, and the
+    supervisor restarts this whole process."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    os.environ[GRANIAN_PID_ENV] = str(os.getpid())
+    Granian(
+        "fhir_server.serve.worker:create_wsgi",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        backpressure=backpressure,
+        factory=True,
+        log_access=False,
+        respawn_failed_workers=True,
+    ).serve()
+
+
+def run_media(**config: Any) -> None:
+    """The media (aiortc) service, from a MediaConfig as a dict."""
+    from media.options import MediaConfig
+    from media.service import run
+
+    if config.get("udp_ports") is not None:
+        config["udp_ports"] = tuple(config["udp_ports"])
+    run(MediaConfig(**config))
+
+
+def media_url(host: str, port: int) -> str:
+    """The media service's URL for participants when none is configured (a wildcard address
+    becomes loopback: set --media-url for participants on other machines)."""
+    probe = ChildSpec("media", "", host, port).probe_host
+    shown = f"[{probe}]" if ":" in probe else probe
+    return f"http://{shown}:{port}/media"
