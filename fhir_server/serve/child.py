@@ -11,7 +11,12 @@ import sys
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     module, _, function = spec["target"].partition(":")
-    getattr(importlib.import_module(module), function)(**spec["kwargs"])
+    try:
+        getattr(importlib.import_module(module), function)(**spec["kwargs"])
+    except OSError as exc:  # e.g. the port is in use: a message, not a traceback
+        print(f"telefhir serve: {spec['name']} on {spec['host']}:{spec['port']}: {exc}",
+              file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
