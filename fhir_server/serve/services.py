@@ -25,6 +25,7 @@ class ChildSpec:
     host: str
     port: int
     kwargs: dict[str, Any] = field(default_factory=dict)
+    option: str = "--port"  # the `telefhir serve` option that sets the port
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,13 +45,14 @@ def http_spec(host: str, port: int, workers: int, threads: int,
 
 def mllp_spec(db_url: str, host: str, port: int, hl7_config: str | None) -> ChildSpec:
     return ChildSpec("mllp", "hl7v2_gateway.service:run", host, port,
-                     {"db_url": db_url, "host": host, "port": port, "config": hl7_config})
+                     {"db_url": db_url, "host": host, "port": port, "config": hl7_config},
+                     "--mllp-port")
 
 
 def media_spec(config: Any) -> ChildSpec:
     """`config` is a media.options.MediaConfig."""
     return ChildSpec("media", "fhir_server.serve.services:run_media", config.host, config.port,
-                     asdict(config))
+                     asdict(config), "--media-port")
 
 
 def run_http(host: str, port: int, workers: int, threads: int, backpressure: int) -> None:

@@ -70,6 +70,21 @@ def accepts(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why nothing of ours could listen on host:port now (None if it could).
+
+    Checked before the services start: a port another program listens on would otherwise
+    pass the readiness probe while our service fails to bind it."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except OSError as exc:
+        return exc
+    return None
+
+
 class Supervisor:
     """Runs `specs` until a signal says stop; `run()` returns the exit status."""
 
@@ -102,10 +117,18 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         for child in self.children:
+            spec = child.spec
+            error = bind_error(spec.host, spec.port)
+            if error is not None:
+                off = "" if spec.option == "--port" else ", or 0 to turn the service off"
+                self.say(f"{spec.name} cannot listen on {spec.host}:{spec.port}: "
+                         f"{error.strerror or error} (choose another port with {spec.option}{off})")
+                return 1
+        for child in self.children:
             self._start(child)
         if not self._wait_started():
-            self._stop()
-            return 1
+            code = self._stop()
+            return code if self.stop_signals else 1  # asked to stop while starting: not a failure
         for child in self.children:
             assert child.proc is not None
             self.say(f"{child.spec.name} ready on {child.spec.host}:{child.spec.port} "
