@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
             "TELEFHIR_MEDIA_URL", services.media_url(media.host, media.port))
     elif args.media_url:
         os.environ["TELEFHIR_MEDIA_URL"] = args.media_url
+    services.check_ports(specs)
     # Create the schema once before the services start.
     from fhir_server.app import open_store
 

@@ -36,6 +36,18 @@ class ChildSpec:
         return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
 
 
+def check_ports(specs: list[ChildSpec]) -> None:
+    """ValueError unless every service has a TCP port of its own."""
+    by_port: dict[int, str] = {}
+    for spec in specs:
+        if not 0 < spec.port < 65536:
+            off = "" if spec.option == "--port" else "; 0 turns it off"
+            raise ValueError(f"{spec.option} {spec.port} is not a TCP port (1-65535{off})")
+        if spec.port in by_port:
+            raise ValueError(f"{by_port[spec.port]} and {spec.option} are both {spec.port}")
+        by_port[spec.port] = spec.option
+
+
 def http_spec(host: str, port: int, workers: int, threads: int,
               backpressure: int | None) -> ChildSpec:
     return ChildSpec("http", "fhir_server.serve.services:run_http", host, port,

@@ -58,7 +58,13 @@ class Child:
 
 
 def describe_exit(code: int) -> str:
-    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+    """A Popen return code in words."""
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 def accepts(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -314,6 +314,8 @@ def test_a_service_that_cannot_start_stops_serve(sqlite_url: str, serve: Callabl
     (["--grace", "-1"], "--grace must be 0 or more seconds"),
     (["--hl7-config", "/nonexistent/hl7.toml"], "HL7 configuration /nonexistent/hl7.toml"),
     (["--media-udp-ports", "80-90"], "must lie within 1024-65535"),
+    (["--media-port", "2575"], "--mllp-port and --media-port are both 2575"),
+    (["--mllp-port", "70000"], "--mllp-port 70000 is not a TCP port (1-65535; 0 turns it off)"),
 ])
 def test_bad_options(args: list[str], message: str, sqlite_url: str, tmp_path: Path) -> None:
     r = subprocess.run([str(TELEFHIR), "serve", "--db", sqlite_url, "--port",

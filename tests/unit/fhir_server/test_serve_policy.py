@@ -37,3 +37,4 @@ def test_wildcard_addresses_are_probed_on_loopback() -> None:
 def test_exit_descriptions() -> None:
     assert describe_exit(-signal.SIGKILL) == "was killed by SIGKILL"
     assert describe_exit(3) == "exited with 3"
+    assert describe_exit(-signal.SIGRTMIN - 1) == f"was killed by signal {signal.SIGRTMIN + 1}"
