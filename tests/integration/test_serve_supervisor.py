@@ -241,6 +241,19 @@ def test_signal_drains_a_request_in_flight(sig: signal.Signals, sqlite_url: str,
     assert "telefhir serve: stopped" in s.log()
 
 
+def test_ctrl_c_to_the_process_group_stops_in_order(sqlite_url: str,
+                                                   serve: Callable[..., Serve]) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group, here just after the
+    start (workers may still be loading the app): the services, each in a group of its own,
+    are stopped by the supervisor in order; nothing dies of the SIGINT halfway."""
+    s = serve(sqlite_url, workers=2, grace=20).wait_ready()
+    procs = descendants(s.proc.pid)
+    os.killpg(s.proc.pid, signal.SIGINT)
+    assert s.proc.wait(30) == 0, s.log()[-3000:]
+    assert "Traceback" not in s.log() and "KeyboardInterrupt" not in s.log()
+    wait_for(lambda: not any(alive(p, t) for p, t in procs.items()), 2.0, "all gone")
+
+
 def test_grace_period_ends_with_a_kill(sqlite_url: str, serve: Callable[..., Serve]) -> None:
     """A request that never completes does not hold serve past --grace: it kills what is
     left, exits 1 and says so."""
