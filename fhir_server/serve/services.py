@@ -7,6 +7,7 @@ media) until the child that runs it starts."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -70,7 +71,7 @@ def media_spec(config: Any) -> ChildSpec:
 def run_http(host: str, port: int, workers: int, threads: int, backpressure: int) -> None:
     """granian's main process, serving the FHIR app with `workers` worker processes.
 
-    granian forks its workers from this process; each sets its own parent-death signal when it
+    granian starts its workers from this process; each sets its own parent-death signal when it
     loads the app (fhir_server.serve.worker), so this process dying takes them with it. A worker
     that dies is respawned by granian; if granian gives up (a crash loop) it exits, and the
     supervisor restarts this whole process."""
@@ -78,6 +79,10 @@ def run_http(host: str, port: int, workers: int, threads: int, backpressure: int
     from granian.constants import Interfaces
 
     os.environ[GRANIAN_PID_ENV] = str(os.getpid())
+    # Spawned, not forked: a fresh worker has the default SIGTERM (die) until it installs its
+    # own handlers, where a forked one would inherit granian main's and lose a stop asked
+    # while it starts (granian would then wait for it forever).
+    multiprocessing.set_start_method("spawn", force=True)
     Granian(
         "fhir_server.serve.worker:create_wsgi",
         address=host,

@@ -241,16 +241,23 @@ def test_signal_drains_a_request_in_flight(sig: signal.Signals, sqlite_url: str,
     assert "telefhir serve: stopped" in s.log()
 
 
-def test_ctrl_c_to_the_process_group_stops_in_order(sqlite_url: str,
+@pytest.mark.parametrize("when", ["workers starting", "ready"])
+def test_ctrl_c_to_the_process_group_stops_in_order(when: str, sqlite_url: str,
                                                    serve: Callable[..., Serve]) -> None:
-    """A terminal's Ctrl-C signals the whole foreground process group, here just after the
-    start (workers may still be loading the app): the services, each in a group of its own,
-    are stopped by the supervisor in order; nothing dies of the SIGINT halfway."""
-    s = serve(sqlite_url, workers=2, grace=20).wait_ready()
+    """A terminal's Ctrl-C signals the whole foreground process group, here while granian's
+    workers are still loading the app, or once serve is ready: the services, each in a group
+    of its own, are stopped by the supervisor in order; none is left running or dies of the
+    SIGINT halfway."""
+    s = serve(sqlite_url, workers=2, grace=20)
+    if when == "ready":
+        s.wait_ready()
+    else:
+        wait_for(lambda: "Spawning worker-2" in s.log(), 90, "granian starting its workers")
     procs = descendants(s.proc.pid)
     os.killpg(s.proc.pid, signal.SIGINT)
     assert s.proc.wait(30) == 0, s.log()[-3000:]
     assert "Traceback" not in s.log() and "KeyboardInterrupt" not in s.log()
+    assert "killed" not in s.log()
     wait_for(lambda: not any(alive(p, t) for p, t in procs.items()), 2.0, "all gone")
 
 
