@@ -73,6 +73,12 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+def granian_workers(granian: int) -> list[int]:
+    """granian's worker processes (multiprocessing spawns them; its resource tracker aside)."""
+    return [p for p in descendants(granian)
+            if (_stat(p) or (0,))[0] == granian and "spawn_main" in cmdline(p)]
+
+
 def accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -192,7 +198,7 @@ def test_kill_9_of_the_supervisor_leaves_nothing(db_url: str, serve: Callable[..
     assert mllp_ack(s.mllp, "K9-1") == "AA"
     procs = descendants(s.proc.pid)
     granian = s.service("http")
-    workers = [p for p in procs if (_stat(p) or (0,))[0] == granian]
+    workers = granian_workers(granian)
     assert len(workers) == 2
     assert len(procs) >= 6  # granian, 2 workers, MLLP listener and its processor, media
     # the FHIR workers know where the media service is
@@ -284,9 +290,9 @@ def test_dead_children_are_replaced(db_url: str, serve: Callable[..., Serve]) ->
 
     # a granian worker: granian respawns it
     granian = s.service("http")
-    (worker,) = [p for p in descendants(granian)]
+    (worker,) = granian_workers(granian)
     os.kill(worker, signal.SIGKILL)
-    wait_for(lambda: [p for p in descendants(granian) if p != worker] != [], RESTART_S,
+    wait_for(lambda: [p for p in granian_workers(granian) if p != worker] != [], RESTART_S,
              "a new granian worker")
     wait_for(s.metadata_ok, RESTART_S, "FHIR API answers after the worker died")
 
