@@ -118,7 +118,8 @@ def server(db_url: str, port: int, workers: int, extra: list[str],
     """`telefhir serve` running on `port` until the block ends (`--no-auth` unless `auth`;
     `env`: extra environment variables, e.g. TELEFHIR_AUDIT=0)."""
     cmd = [str(BIN / "telefhir"), "serve", *([] if auth else ["--no-auth"]),
-           "--workers", str(workers), "--port", str(port), "--db", db_url, *extra]
+           "--workers", str(workers), "--port", str(port), "--db", db_url,
+           "--mllp-port", "0", "--media-port", "0", *extra]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env={**os.environ, **(env or {})})

@@ -14,9 +14,11 @@ CLI_MODULES = ("smart_apps.cli", "hl7v2_gateway.cli")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces
+    from fhir_server.serve import services
+    from fhir_server.serve.supervisor import Supervisor
 
+    if args.grace < 0:
+        raise ValueError("--grace must be 0 or more seconds")
     if args.no_auth:
         print(
             "WARNING: --no-auth: the FHIR API is open to anyone who can reach "
@@ -27,24 +29,33 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["TELEFHIR_AUTH"] = "0" if args.no_auth else "1"
     if args.base_url:
         os.environ["TELEFHIR_BASE_URL"] = args.base_url
-    # Create the schema once before the workers start.
+    specs = [services.http_spec(args.host, args.port, args.workers, args.threads,
+                                args.backpressure)]
+    if args.mllp_port:
+        from hl7v2_gateway.settings import load_settings
+
+        load_settings(args.hl7_config)  # a bad file is a usage error, before anything starts
+        specs.append(services.mllp_spec(args.db, args.mllp_host or args.host, args.mllp_port,
+                                        args.hl7_config))
+    if args.hl7_config:  # the FHIR workers' gateway ($ingest-hl7v2, outbound) reads it too
+        os.environ["TELEFHIR_HL7_CONFIG"] = args.hl7_config
+    if args.media_port:
+        from media.options import config_from_args
+
+        media = config_from_args(args, args.db, args.media_host or args.host, args.media_port)
+        specs.append(services.media_spec(media))
+        os.environ["TELEFHIR_MEDIA_URL"] = args.media_url or os.environ.get(
+            "TELEFHIR_MEDIA_URL", services.media_url(media.host, media.port))
+    elif args.media_url:
+        os.environ["TELEFHIR_MEDIA_URL"] = args.media_url
+    services.check_ports(specs)
+    # Create the schema once before the services start.
     from fhir_server.app import open_store
 
     open_store(args.db).close()
     print(f"telefhir serving http://{args.host}:{args.port}/fhir (store {args.db})",
           file=sys.stderr)
-    Granian(
-        "fhir_server.wsgi:create_wsgi",
-        address=args.host,
-        port=args.port,
-        interface=Interfaces.WSGI,
-        workers=args.workers,
-        blocking_threads=args.threads,
-        backpressure=args.backpressure or args.threads,
-        factory=True,
-        log_access=False,
-    ).serve()
-    return 0
+    return Supervisor(specs, args.grace).run()
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -94,6 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="public base URL when behind a proxy, e.g. https://h/fhir")
     serve.add_argument("--no-auth", action="store_true",
                        help="serve an open API (no authorization); prints a warning")
+    serve.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                       help="on SIGTERM/SIGINT, time given to in-flight work before the "
+                            "services are killed (default 30)")
+    serve.add_argument("--mllp-port", type=int, default=2575,
+                       help="HL7 v2 MLLP listener port (default 2575; 0 turns it off)")
+    serve.add_argument("--mllp-host", default=None, help="MLLP listener address (default --host)")
+    serve.add_argument("--hl7-config", default=None,
+                       help="HL7 gateway configuration file (TOML; default TELEFHIR_HL7_CONFIG)")
+    serve.add_argument("--media-host", default=None,
+                       help="media service address (default --host)")
+    serve.add_argument("--media-url", default=None,
+                       help="the media service's URL as participants reach it (default "
+                            "TELEFHIR_MEDIA_URL, else http://MEDIA_HOST:MEDIA_PORT/media)")
+    from media.options import add_arguments as add_media_arguments
+
+    add_media_arguments(serve, prefix="media-")
     serve.set_defaults(fn=_serve)
 
     load = sub.add_parser("load", help="load transaction/collection Bundles or NDJSON files")

@@ -4,9 +4,7 @@ outbox (outbound messages pending or failed)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
 from typing import Any
 
@@ -20,11 +18,10 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from hl7v2_gateway.service import serve_mllp
+    from hl7v2_gateway.service import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = load_settings(args.hl7_config)
-    asyncio.run(serve_mllp(args.db, args.host, args.port, settings))
+    load_settings(args.hl7_config)  # a bad file is a usage error, before anything starts
+    run(args.db, args.host, args.port, args.hl7_config)
     return 0
 
 

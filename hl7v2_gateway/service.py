@@ -129,3 +129,12 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
     child.join(60)
     sender.stop()
     store.close()
+
+
+def run(db_url: str, host: str, port: int, config: str | None = None) -> None:
+    """The listener process's entry point (`telefhir hl7 listen`, and the MLLP child of
+    `telefhir serve`): settings from `config` (or TELEFHIR_HL7_CONFIG), until SIGTERM/SIGINT."""
+    from hl7v2_gateway.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(serve_mllp(db_url, host, port, load_settings(config)))

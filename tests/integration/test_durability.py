@@ -43,7 +43,7 @@ class Node:
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
             [str(TELEFHIR), "serve", "--no-auth", "--port", str(self.port), "--db", db,
-             "--workers", "2"],
+             "--workers", "2", "--mllp-port", "0", "--media-port", "0"],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -65,8 +65,9 @@ def _free_port() -> int:
 @pytest.mark.parametrize("no_auth", [False, True])
 def test_serve_requires_tokens_unless_no_auth(tmp_path: Path, no_auth: bool) -> None:
     port = _free_port()
-    cmd = [str(TELEFHIR), "serve", "--port", str(port), "--workers", "1",
-           "--db", f"sqlite:///{tmp_path / 'serve.db'}"] + (["--no-auth"] if no_auth else [])
+    cmd = [str(TELEFHIR), "serve", "--port", str(port), "--workers", "1", "--mllp-port", "0",
+           "--media-port", "0", "--db", f"sqlite:///{tmp_path / 'serve.db'}",
+           *(["--no-auth"] if no_auth else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}/fhir"
