@@ -1,4 +1,4 @@
-"""The PostgreSQL store (JSONB bodies, psycopg 3 with a connection pool).
+"""The PostgreSQL store (JSON bodies kept as written, psycopg 3 with a connection pool).
 
 Stateless: every fact lives in the database, so several server processes can share one
 database. Conditional writes serialise on transaction-scoped advisory locks. Pooled connections
@@ -19,7 +19,7 @@ import psycopg_pool
 
 from fhir_server.store.base import HistoryQuery, StoredResource, StoreTx
 from fhir_server.store.dialect import POSTGRESQL
-from fhir_server.store.schema import key_collation_ddl, resource_ddl
+from fhir_server.store.schema import body_type_ddl, key_collation_ddl, resource_ddl
 from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
 
 # Serialises concurrent schema creation by several starting processes.
@@ -75,6 +75,13 @@ class PostgresStore:
                 "current_schema() AND table_name = 'resources' AND column_name = 'res_id'"
             ).fetchone()
             for stmt in key_collation_ddl(row[0] if row else "C"):
+                conn.execute(stmt)
+            types = conn.execute(
+                "SELECT table_name, data_type FROM information_schema.columns WHERE "
+                "table_schema = current_schema() AND column_name = 'body' AND "
+                "table_name IN ('resources', 'resource_versions')"
+            ).fetchall()
+            for stmt in body_type_ddl({str(t): str(d) for t, d in types}):
                 conn.execute(stmt)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
