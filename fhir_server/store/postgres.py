@@ -10,6 +10,7 @@ https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +64,10 @@ class PostgresStore:
             indexer = get_indexer()
         self._tables = index_tables
         self._indexer = indexer
+        # one SqlOps per pooled connection, built on its first read
+        self._ops: weakref.WeakKeyDictionary[psycopg.Connection[Any], SqlOps] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pool = psycopg_pool.ConnectionPool(
             dsn, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
         )
@@ -84,9 +89,24 @@ class PostgresStore:
             for stmt in body_type_ddl({str(t): str(d) for t, d in types}):
                 conn.execute(stmt)
 
+    @contextmanager
+    def _read_ops(self) -> Iterator[SqlOps]:
+        """Statements over a pooled connection for a read outside a transaction: the pool's
+        getconn/putconn without its `with conn` (a commit or rollback call per use; in
+        autocommit there is nothing to end). putconn still rolls back or discards a
+        connection left in a transaction or broken."""
+        conn = self._pool.getconn()
+        try:
+            ops = self._ops.get(conn)
+            if ops is None:
+                ops = self._ops[conn] = _ops_for(conn, self._tables, self._indexer)
+            yield ops
+        finally:
+            self._pool.putconn(conn)
+
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as conn:
-            return _ops_for(conn, self._tables, self._indexer).query(sql, args)
+        with self._read_ops() as ops:
+            return ops.query(sql, args)
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
@@ -94,29 +114,21 @@ class PostgresStore:
         with self._pool.connection() as conn, conn.transaction():
             yield PostgresTx(conn, _ops_for(conn, self._tables, self._indexer))
 
-    def _with_ops(self) -> Iterator[SqlOps]:
-        with self._pool.connection() as conn:
-            yield _ops_for(conn, self._tables, self._indexer)
-
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.read(res_type, res_id)
-        return None
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.vread(res_type, res_id, version)
-        return None
 
     def history(self, q: HistoryQuery) -> tuple[list[StoredResource], int]:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.history(q)
-        return [], 0
 
     def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.load_bodies(pks)
-        return {}
 
     def reindex(self, res_type: str | None = None) -> Iterator[int]:
         def batch(after: int) -> int:
