@@ -13,6 +13,7 @@ import hashlib
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -27,10 +28,18 @@ from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
 _DDL_LOCK_KEY = 0x7E1EF41
 
 
+@lru_cache(maxsize=1024)
+def _encoded(sql: str, encoding: str) -> bytes:
+    """SQL text as the bytes psycopg sends: encoded once per statement, not per execution."""
+    return sql.encode(encoding)
+
+
 def _ops_for(conn: psycopg.Connection[Any], tables: dict[str, tuple[str, ...]],
              indexer: RowIndexer | None) -> SqlOps:
+    encoding = conn.info.encoding
+
     def execute(sql: str, args: Sequence[Any]) -> Any:
-        return conn.execute(sql, args, prepare=True)
+        return conn.execute(_encoded(sql, encoding), args, prepare=True)
 
     def executemany(sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cur:
@@ -97,12 +106,16 @@ class PostgresStore:
         connection left in a transaction or broken."""
         conn = self._pool.getconn()
         try:
-            ops = self._ops.get(conn)
-            if ops is None:
-                ops = self._ops[conn] = _ops_for(conn, self._tables, self._indexer)
-            yield ops
+            yield self._ops_of(conn)
         finally:
             self._pool.putconn(conn)
+
+    def _ops_of(self, conn: psycopg.Connection[Any]) -> SqlOps:
+        """The SqlOps of `conn`, made on its first use."""
+        ops = self._ops.get(conn)
+        if ops is None:
+            ops = self._ops[conn] = _ops_for(conn, self._tables, self._indexer)
+        return ops
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._read_ops() as ops:
@@ -112,7 +125,7 @@ class PostgresStore:
     def transaction(self) -> Iterator[StoreTx]:
         # commits on normal exit, rolls back on error
         with self._pool.connection() as conn, conn.transaction():
-            yield PostgresTx(conn, _ops_for(conn, self._tables, self._indexer))
+            yield PostgresTx(conn, self._ops_of(conn))
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
         with self._read_ops() as ops:
@@ -133,9 +146,7 @@ class PostgresStore:
     def reindex(self, res_type: str | None = None) -> Iterator[int]:
         def batch(after: int) -> int:
             with self._pool.connection() as conn, conn.transaction():
-                return _ops_for(conn, self._tables, self._indexer).reindex_batch(
-                    res_type, after, 500
-                )
+                return self._ops_of(conn).reindex_batch(res_type, after, 500)
 
         return reindex_all(batch)
 
