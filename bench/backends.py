@@ -1,9 +1,10 @@
 """Read by id on SQLite and PostgreSQL in one run: the same 28 Synthea Bundles loaded into both,
 one `telefhir serve --no-auth` on each, side by side, measured by wrk in alternating short
 slices (ABBA...) so that other work on the shared machine falls on both alike; the medians are
-compared. Optionally a third server on the same PostgreSQL database over its Unix socket
-(`--unix-socket`), and py-spy on the PostgreSQL server's workers (`--profile`). Figures in
-bench/README.md.
+compared. Optionally a server on the same PostgreSQL database over its Unix socket
+(`--unix-socket`), a server running the code of another commit on a database of its own in the
+same cluster, loaded by that code (`--baseline DIR`, DIR from `git archive COMMIT | tar -x`),
+and py-spy on the PostgreSQL server's workers (`--profile`). Figures in bench/README.md.
 
     .venv/bin/python bench/backends.py
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -19,7 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,23 @@ from fhir_server.app import open_store  # noqa: E402
 from tests.pg import PgServer  # noqa: E402
 
 RATIO_TARGET = 0.60  # PostgreSQL read req/s over SQLite read req/s, same run
+
+
+@contextmanager
+def code_from(src: str | None) -> Iterator[None]:
+    """Run `telefhir` with the packages in `src` first on its path (the baseline's code)."""
+    if src is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = src
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 def load(db_url: str) -> list[str]:
@@ -63,6 +83,8 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=6, help="rounds of one slice per server")
     ap.add_argument("--unix-socket", action="store_true",
                     help="a third server on the PostgreSQL database over its Unix socket")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="a server running the code exported in DIR, on its own database")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy --gil on the PostgreSQL (TCP) server in its slices")
     ap.add_argument("--wait-quiet", type=int, default=0,
@@ -83,13 +105,19 @@ def main() -> int:
                               f"?host={pg.dir}&port={pg.port}"
         paths = {"sqlite": load(urls["sqlite"]), "postgresql": load(pg_url)}
         paths["pg-unix"] = paths["postgresql"]
+        src = {"pg-baseline": str(Path(args.baseline).resolve())} if args.baseline else {}
+        if args.baseline:
+            urls["pg-baseline"] = pg.new_database()
+            with code_from(src["pg-baseline"]):
+                paths["pg-baseline"] = load(urls["pg-baseline"])
         extra = ["--threads", str(args.threads)]
         with ExitStack() as stack:
             procs, scripts, bases = {}, {}, {}
             for name, db_url in urls.items():
                 port = free_port()
-                procs[name] = stack.enter_context(
-                    server(db_url, port, args.workers, extra, work / f"serve-{name}.log"))
+                with code_from(src.get(name)):
+                    procs[name] = stack.enter_context(
+                        server(db_url, port, args.workers, extra, work / f"serve-{name}.log"))
                 bases[name] = f"http://127.0.0.1:{port}"
                 scripts[name] = work / f"read-{name}.lua"
                 scripts[name].write_text(read_script(paths[name]))
