@@ -15,7 +15,11 @@ class Dialect:
 
     name: str
     autoinc_pk: str  # DDL for an auto-increment integer primary key column
-    json_type: str  # column type of resource bodies
+    # column type of resource bodies: one that keeps the bytes the server wrote, so the body
+    # stored is the body served (PostgreSQL's JSON keeps "an exact copy of the input text";
+    # JSONB would reorder keys and rewrite numbers and escapes,
+    # https://www.postgresql.org/docs/15/datatype-json.html)
+    json_type: str
     bool_true: str
     bool_false: str
     for_update: str = ""  # row lock clause for reads that precede a write
@@ -71,7 +75,7 @@ SQLITE = Dialect(
 POSTGRESQL = Dialect(
     name="postgresql",
     autoinc_pk="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-    json_type="JSONB",
+    json_type="JSON",
     bool_true="TRUE",
     bool_false="FALSE",
     for_update=" FOR UPDATE",

@@ -1,4 +1,4 @@
-"""The PostgreSQL store (JSONB bodies, psycopg 3 with a connection pool).
+"""The PostgreSQL store (JSON bodies kept as written, psycopg 3 with a connection pool).
 
 Stateless: every fact lives in the database, so several server processes can share one
 database. Conditional writes serialise on transaction-scoped advisory locks. Pooled connections
@@ -10,8 +10,10 @@ https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -19,17 +21,25 @@ import psycopg_pool
 
 from fhir_server.store.base import HistoryQuery, StoredResource, StoreTx
 from fhir_server.store.dialect import POSTGRESQL
-from fhir_server.store.schema import key_collation_ddl, resource_ddl
+from fhir_server.store.schema import body_type_ddl, key_collation_ddl, resource_ddl
 from fhir_server.store.sql import RowIndexer, SqlOps, reindex_all
 
 # Serialises concurrent schema creation by several starting processes.
 _DDL_LOCK_KEY = 0x7E1EF41
 
 
+@lru_cache(maxsize=1024)
+def _encoded(sql: str, encoding: str) -> bytes:
+    """SQL text as the bytes psycopg sends: encoded once per statement, not per execution."""
+    return sql.encode(encoding)
+
+
 def _ops_for(conn: psycopg.Connection[Any], tables: dict[str, tuple[str, ...]],
              indexer: RowIndexer | None) -> SqlOps:
+    encoding = conn.info.encoding
+
     def execute(sql: str, args: Sequence[Any]) -> Any:
-        return conn.execute(sql, args, prepare=True)
+        return conn.execute(_encoded(sql, encoding), args, prepare=True)
 
     def executemany(sql: str, rows: list[tuple[Any, ...]]) -> None:
         with conn.cursor() as cur:
@@ -63,6 +73,10 @@ class PostgresStore:
             indexer = get_indexer()
         self._tables = index_tables
         self._indexer = indexer
+        # one SqlOps per pooled connection, built on its first read
+        self._ops: weakref.WeakKeyDictionary[psycopg.Connection[Any], SqlOps] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pool = psycopg_pool.ConnectionPool(
             dsn, min_size=min_size, max_size=max_size, open=True, kwargs={"autocommit": True}
         )
@@ -76,47 +90,63 @@ class PostgresStore:
             ).fetchone()
             for stmt in key_collation_ddl(row[0] if row else "C"):
                 conn.execute(stmt)
+            types = conn.execute(
+                "SELECT table_name, data_type FROM information_schema.columns WHERE "
+                "table_schema = current_schema() AND column_name = 'body' AND "
+                "table_name IN ('resources', 'resource_versions')"
+            ).fetchall()
+            for stmt in body_type_ddl({str(t): str(d) for t, d in types}):
+                conn.execute(stmt)
+
+    @contextmanager
+    def _read_ops(self) -> Iterator[SqlOps]:
+        """Statements over a pooled connection for a read outside a transaction: the pool's
+        getconn/putconn without its `with conn` (a commit or rollback call per use; in
+        autocommit there is nothing to end). putconn still rolls back or discards a
+        connection left in a transaction or broken."""
+        conn = self._pool.getconn()
+        try:
+            yield self._ops_of(conn)
+        finally:
+            self._pool.putconn(conn)
+
+    def _ops_of(self, conn: psycopg.Connection[Any]) -> SqlOps:
+        """The SqlOps of `conn`, made on its first use."""
+        ops = self._ops.get(conn)
+        if ops is None:
+            ops = self._ops[conn] = _ops_for(conn, self._tables, self._indexer)
+        return ops
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as conn:
-            return _ops_for(conn, self._tables, self._indexer).query(sql, args)
+        with self._read_ops() as ops:
+            return ops.query(sql, args)
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
         # commits on normal exit, rolls back on error
         with self._pool.connection() as conn, conn.transaction():
-            yield PostgresTx(conn, _ops_for(conn, self._tables, self._indexer))
-
-    def _with_ops(self) -> Iterator[SqlOps]:
-        with self._pool.connection() as conn:
-            yield _ops_for(conn, self._tables, self._indexer)
+            yield PostgresTx(conn, self._ops_of(conn))
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.read(res_type, res_id)
-        return None
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.vread(res_type, res_id, version)
-        return None
 
     def history(self, q: HistoryQuery) -> tuple[list[StoredResource], int]:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.history(q)
-        return [], 0
 
     def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:
-        for ops in self._with_ops():
+        with self._read_ops() as ops:
             return ops.load_bodies(pks)
-        return {}
 
     def reindex(self, res_type: str | None = None) -> Iterator[int]:
         def batch(after: int) -> int:
             with self._pool.connection() as conn, conn.transaction():
-                return _ops_for(conn, self._tables, self._indexer).reindex_batch(
-                    res_type, after, 500
-                )
+                return self._ops_of(conn).reindex_batch(res_type, after, 500)
 
         return reindex_all(batch)
 

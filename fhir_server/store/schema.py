@@ -52,3 +52,15 @@ def key_collation_ddl(current: str | None) -> list[str]:
         "ALTER COLUMN res_id TYPE TEXT COLLATE \"C\""
         for t in ("resources", "resource_versions")
     ]
+
+
+def body_type_ddl(current: dict[str, str]) -> list[str]:
+    """PostgreSQL: turn the JSONB body columns of a database made before bodies were kept as
+    written into JSON (`current`: table -> data_type information_schema reports for its body).
+    The bytes of old rows are gone; they keep the text JSONB gave them, which is what they were
+    served as before (https://www.postgresql.org/docs/15/sql-altertable.html)."""
+    return [
+        f"ALTER TABLE {t} ALTER COLUMN body TYPE JSON USING body::json"
+        for t in ("resources", "resource_versions")
+        if current.get(t, "json") == "jsonb"
+    ]

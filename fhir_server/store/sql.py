@@ -122,6 +122,16 @@ class SqlOps:
         self._indexer = indexer
         self._integrity = integrity_errors
         self._body = dialect.json_select("body")
+        # the statements of reads by id, in the driver's style, built once (the same str
+        # object each time, so its hash is cached for the driver's statement caches)
+        current = f"SELECT {_CURRENT_COLS}, {self._body} FROM resources WHERE res_type = ? " \
+                  "AND res_id = ?"
+        self._read_sql = dialect.sql(current)
+        self._read_for_update_sql = dialect.sql(current + dialect.for_update)
+        self._vread_sql = dialect.sql(
+            f"SELECT {_CURRENT_COLS}, {self._body}, method FROM resource_versions "
+            "WHERE res_type = ? AND res_id = ? AND version = ?"
+        )
         # Built once per table set: the PostgreSQL store makes a SqlOps for every read.
         self._insert_sql, self._delete_sql = _index_statements(
             dialect, tuple(index_tables.items())
@@ -141,28 +151,16 @@ class SqlOps:
     # -- reads ---------------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
-        row = self.run(
-            f"SELECT {_CURRENT_COLS}, {self._body} FROM resources "
-            "WHERE res_type = ? AND res_id = ?",
-            (res_type, res_id),
-        ).fetchone()
+        row = self._execute(self._read_sql, (res_type, res_id)).fetchone()
         return _stored(row) if row else None
 
     def read_for_update(self, res_type: str, res_id: str) -> StoredResource | None:
         """Current version, row-locked until the transaction ends where the dialect can."""
-        row = self.run(
-            f"SELECT {_CURRENT_COLS}, {self._body} FROM resources "
-            f"WHERE res_type = ? AND res_id = ?{self.dialect.for_update}",
-            (res_type, res_id),
-        ).fetchone()
+        row = self._execute(self._read_for_update_sql, (res_type, res_id)).fetchone()
         return _stored(row) if row else None
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource | None:
-        row = self.run(
-            f"SELECT {_CURRENT_COLS}, {self._body}, method FROM resource_versions "
-            "WHERE res_type = ? AND res_id = ? AND version = ?",
-            (res_type, res_id, version),
-        ).fetchone()
+        row = self._execute(self._vread_sql, (res_type, res_id, version)).fetchone()
         return _stored(row) if row else None
 
     def load_bodies(self, pks: Sequence[int]) -> dict[int, StoredResource]:

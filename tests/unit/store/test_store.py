@@ -113,3 +113,40 @@ def test_module_tables_share_the_resource_transaction(store: ResourceStore) -> N
         claimed = tx.query("UPDATE t_queue SET state = 'done' WHERE state = 'new' RETURNING msg")
     assert claimed == [("kept",)]
     assert store.query("SELECT msg, state FROM t_queue") == [("kept", "done")]
+
+
+# Bytes a JSONB column would not give back: keys out of alphabetical and length order,
+# whitespace, a duplicate-free but unusual layout, decimals as written, escaped and raw unicode.
+_EXACT = (
+    '{"resourceType":"Patient","id":"exact","meta":{"versionId":"1","lastUpdated":'
+    '"2026-12-03T10:00:00.000+00:00"},"name":[{"given":["Zoë","\\u00c9mile"],"family":"Ng"}],'
+    '"gender":"female","active":true, "birthDate" :"1970-01-01","extension":[{"url":'
+    '"http://example.org/a","valueDecimal":1.50},{"url":"http://example.org/b",'
+    '"valueDecimal":1e2},{"url":"http://example.org/c","valueString":"日本語 ✓"}]}'
+).encode()
+
+
+def test_the_body_stored_is_the_body_served(store: ResourceStore) -> None:
+    """read, vread, history and search results (load_bodies) give back the stored bytes."""
+    resource = orjson.loads(_EXACT)
+    with store.transaction() as tx:
+        written = tx.put("Patient", "exact", resource, _EXACT, 1, "POST", 1_000)
+    assert written.body == _EXACT
+    cur = store.read("Patient", "exact")
+    assert cur is not None and cur.body == _EXACT
+    v1 = store.vread("Patient", "exact", 1)
+    assert v1 is not None and v1.body == _EXACT
+    versions, _ = store.history(HistoryQuery(res_type="Patient", res_id="exact"))
+    assert [v.body for v in versions] == [_EXACT]
+    pk = int(store.query("SELECT pk FROM resources WHERE res_id = ?", ("exact",))[0][0])
+    loaded = store.load_bodies([pk])
+    assert loaded[pk].body == _EXACT
+    with store.transaction() as tx:
+        inside = tx.read("Patient", "exact")
+        assert inside is not None and inside.body == _EXACT
+    # a second version too, and the first keeps its bytes
+    second = _EXACT.replace(b'"versionId":"1"', b'"versionId":"2"').replace(b"1.50", b"2.50")
+    with store.transaction() as tx:
+        tx.put("Patient", "exact", orjson.loads(second), second, 2, "PUT", 2_000)
+    assert (store.read("Patient", "exact") or cur).body == second
+    assert (store.vread("Patient", "exact", 1) or cur).body == _EXACT
