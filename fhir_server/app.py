@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -22,6 +21,7 @@ from fhir_server.negotiation import FHIR_JSON, FHIR_XML, XML_TYPES, is_xml, pref
 from fhir_server.request import FhirRequest
 from fhir_server.store.base import ResourceStore
 from fhir_server.web.views import fhir_blueprint
+from resources import json_numbers
 
 
 def open_store(db_url: str) -> ResourceStore:
@@ -100,7 +100,7 @@ def create_app(config: Config | None = None, store: ResourceStore | None = None)
         outcome = operation_outcome([Issue("error", code, exc.description or exc.name)])
         media = error_media(request.args.get("_format"), request.headers.get("Accept"),
                             request.headers.get("Content-Type"))
-        body = outcome_xml(outcome) if is_xml(media) else orjson.dumps(outcome)
+        body = outcome_xml(outcome) if is_xml(media) else json_numbers.dumps(outcome)
         return Response(body, status=status, content_type=f"{media}; charset=utf-8")
 
     return app

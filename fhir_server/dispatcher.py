@@ -23,6 +23,7 @@ from fhir_server.interactions.registry import interactions
 from fhir_server.negotiation import FHIR_JSON, body_is_xml, is_xml, pretty, response_type
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.routing import route
+from resources import json_numbers
 
 log = logging.getLogger("telefhir")
 
@@ -121,8 +122,8 @@ def render(req: FhirRequest, resp: FhirResponse) -> bytes:
         return b""
     if resp.raw is not None:
         if pretty(req) and not own_media(resp):
-            return orjson.dumps(orjson.loads(resp.raw), option=orjson.OPT_INDENT_2)
+            return json_numbers.dumps(json_numbers.loads(resp.raw), option=orjson.OPT_INDENT_2)
         return resp.raw
     if resp.resource is not None:
-        return orjson.dumps(resp.resource, option=orjson.OPT_INDENT_2 if pretty(req) else 0)
+        return json_numbers.dumps(resp.resource, option=orjson.OPT_INDENT_2 if pretty(req) else 0)
     return b""

@@ -8,11 +8,10 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.negotiation import FHIR_JSON
 from fhir_server.request import FhirRequest, FhirResponse
+from resources import json_numbers
 from resources.json_to_xml import XmlRenderError, json_to_xml, loads, to_xml
 from resources.xml_to_json import XmlParseError, parse
 
@@ -34,7 +33,7 @@ def json_request(req: FhirRequest) -> FhirRequest:
         raise FhirError.of(400, "not-supported", "An XML PATCH body must be a FHIRPath Patch "
                            f"(a Parameters resource), not a {resource['resourceType']}; XML "
                            "Patch is not offered")
-    body = orjson.dumps(resource)
+    body = json_numbers.dumps(resource)
     headers = dict(req.headers)
     headers["content-type"] = FHIR_JSON
     headers["content-length"] = str(len(body))
@@ -47,7 +46,7 @@ def xml_body(resp: FhirResponse, pretty: bool) -> bytes:
         return json_to_xml(resp.raw, pretty)
     assert resp.resource is not None
     # through JSON text: Bundles splice stored bodies in as orjson.Fragment
-    return to_xml(loads(orjson.dumps(resp.resource)), pretty)
+    return to_xml(loads(json_numbers.dumps(resp.resource)), pretty)
 
 
 def as_xml(resp: FhirResponse, pretty: bool) -> FhirResponse:

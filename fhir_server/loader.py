@@ -28,6 +28,7 @@ from fhir_server.dispatcher import Dispatcher
 from fhir_server.hooks import Hooks
 from fhir_server.negotiation import FHIR_JSON
 from fhir_server.request import FhirRequest, FhirResponse
+from resources import json_numbers
 
 NDJSON_CHUNK = 500  # lines per transaction
 MAX_EXCLUDED = 50  # bad entries dropped from one collection before the whole file is failed
@@ -87,7 +88,7 @@ def diagnostics(resp: FhirResponse) -> str:
     res = resp.resource or {}
     if resp.raw is not None and resp.resource is None:
         try:
-            res = orjson.loads(resp.raw)
+            res = json_numbers.loads(resp.raw)
         except orjson.JSONDecodeError:
             res = {}
     texts = []
@@ -142,7 +143,7 @@ def count_resources(path: Path) -> int:
         with _open(path) as f:
             if is_ndjson(path):
                 return sum(1 for line in f if line.strip())
-            doc = orjson.loads(f.read())
+            doc = json_numbers.loads(f.read())
     except (OSError, EOFError, zlib.error, orjson.JSONDecodeError):
         return 0
     if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
@@ -167,7 +168,7 @@ class Loader:
     def post(self, bundle: dict[str, Any]) -> FhirResponse:
         """POST a Bundle to the base URL, in-process."""
         req = FhirRequest(
-            "POST", "", body=orjson.dumps(bundle),
+            "POST", "", body=json_numbers.dumps(bundle),
             headers={"content-type": FHIR_JSON, "prefer": "return=minimal"},
             base_url=self.base_url,
         )
@@ -207,7 +208,7 @@ class Loader:
         with _open(path) as f:
             raw = f.read()
         try:
-            doc = orjson.loads(raw)
+            doc = json_numbers.loads(raw)
         except orjson.JSONDecodeError as exc:
             self.fail(str(path), f"not valid JSON: {exc}", 0)
             return
@@ -303,7 +304,7 @@ class Loader:
                 if not line.strip():
                     continue
                 try:
-                    res = orjson.loads(line)
+                    res = json_numbers.loads(line)
                 except orjson.JSONDecodeError as exc:
                     self.fail(f"{path}:{lineno}", f"not valid JSON: {exc}")
                     continue

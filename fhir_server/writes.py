@@ -13,6 +13,7 @@ from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue
 from fhir_server.store.base import StoredResource, StoreTx, VersionConflict
 from fhir_server.timeutil import now_us, to_instant
+from resources import json_numbers
 from resources.validation import validate_resource
 
 
@@ -21,7 +22,7 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise FhirError.of(400, "required", "The request body is empty; a resource is required")
     try:
-        value = orjson.loads(body)
+        value = json_numbers.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FhirError.of(400, "structure", f"The body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
@@ -81,7 +82,7 @@ def store_resource(
                   resource)
     updated = now_us()
     stamped = stamp(resource, res_id, version, updated)
-    body = orjson.dumps(stamped)
+    body = json_numbers.dumps(stamped)
     try:
         stored = tx.put(res_type, res_id, stamped, body, version, method, updated)
     except VersionConflict as exc:

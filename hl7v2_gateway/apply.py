@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
 from fhir_server.app import build_dispatcher
 from fhir_server.context import Context
 from fhir_server.principal import internal
@@ -27,6 +25,7 @@ from fhir_server.timeutil import parse_instant_us, to_instant
 from hl7v2_gateway.outbox import APPLYING_V2
 from hl7v2_gateway.plan import Plan
 from operations.registry import CANONICAL_BASE
+from resources import json_numbers
 
 PRINCIPAL = internal("hl7v2-gateway")
 MESSAGE_TIME = f"{CANONICAL_BASE}/StructureDefinition/hl7v2-message-time"
@@ -73,7 +72,7 @@ class Applier:
         headers = {"accept": "application/fhir+json"}
         raw = b""
         if body is not None:
-            raw = orjson.dumps(body)
+            raw = json_numbers.dumps(body)
             headers["content-type"] = "application/fhir+json"
         return self.dispatcher.handle(FhirRequest(method, path, query or [], headers, raw,
                                                   BASE_URL, principal=PRINCIPAL))
@@ -278,15 +277,16 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
 
 def _json(resp: FhirResponse) -> dict[str, Any]:
     if resp.raw is not None:
-        data: dict[str, Any] = orjson.loads(resp.raw)
+        data: dict[str, Any] = json_numbers.loads(resp.raw)
         return data
     if resp.resource is None:
         return {}
-    out: dict[str, Any] = orjson.loads(orjson.dumps(resp.resource))  # entries are Fragments
+    # entries are Fragments
+    out: dict[str, Any] = json_numbers.loads(json_numbers.dumps(resp.resource))
     return out
 
 
 def _diagnostics(body: dict[str, Any]) -> str:
     if body.get("resourceType") == "OperationOutcome":
         return "; ".join(i.get("diagnostics", i.get("code", "")) for i in body.get("issue", []))
-    return orjson.dumps(body).decode()[:500]
+    return json_numbers.dumps(body).decode()[:500]

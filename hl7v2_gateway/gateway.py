@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
 from fhir_server.writes import check_resource
@@ -33,6 +31,7 @@ from hl7v2_gateway.errors import Hl7Error
 from hl7v2_gateway.mapping import map_message
 from hl7v2_gateway.plan import Plan
 from hl7v2_gateway.settings import GatewaySettings
+from resources import json_numbers
 
 log = logging.getLogger("telefhir.hl7")
 PROCESSING_IDS = {"P", "T", "D"}
@@ -132,7 +131,7 @@ class Gateway:
             ack_code=decision.code, status="pending" if decision.code == "AA" else "error",
             reason="; ".join(str(e) for e in errors) or None,
             location=errors[0].location if errors else None, peer=peer,
-            plan=orjson.dumps(plan.to_json()).decode()
+            plan=json_numbers.dumps(plan.to_json()).decode()
             if plan is not None and decision.code == "AA" else None)
         return Decision(received, codec, plan if decision.code == "AA" else None, msg)
 
@@ -171,14 +170,14 @@ class Gateway:
         if plan is not None:
             return plan
         if row.plan:
-            return Plan.from_json(orjson.loads(row.plan))
+            return Plan.from_json(json_numbers.loads(row.plan))
         msg = Message.parse(row.raw)
         return map_message(msg, self.settings)
 
     def _apply(self, tx: Any, row: inbox.InboxRow) -> None:
         plan = self._plan_of(row)
         applied = Applier(self.ctx, tx).apply(plan)
-        inbox.mark_done(tx, row.id, orjson.dumps(applied.refs).decode())
+        inbox.mark_done(tx, row.id, json_numbers.dumps(applied.refs).decode())
 
     def process_pending(self, limit: int = 50,
                         should_yield: Callable[[], bool] | None = None) -> int:

@@ -10,8 +10,6 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue
 from hl7v2_gateway import inbox
@@ -24,6 +22,7 @@ from hl7v2_gateway.plan import Plan
 from hl7v2_gateway.settings import GatewaySettings
 from operations.parameters import Params
 from operations.registry import OperationCall, operation
+from resources import json_numbers
 
 _gateways: dict[int, Gateway] = {}
 _settings: GatewaySettings | None = None
@@ -104,7 +103,7 @@ def ingest(call: OperationCall) -> Params:
     if row is not None and row.reason:
         out.add("reason", row.reason)
     if row is not None and row.result:
-        for ref in orjson.loads(row.result).values():
+        for ref in json_numbers.loads(row.result).values():
             if not str(ref).startswith("urn:"):
                 out.add("reference", {"reference": ref})
     return out

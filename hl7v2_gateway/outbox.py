@@ -14,13 +14,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.store.base import Queryable, ResourceStore, StoredResource, StoreTx
 from fhir_server.timeutil import now_us, to_instant
 from hl7v2_gateway import outbound
 from hl7v2_gateway.settings import GatewaySettings
+from resources import json_numbers
 
 log = logging.getLogger("telefhir.hl7")
 APPLYING_V2: contextvars.ContextVar[bool] = contextvars.ContextVar("hl7v2_applying",
@@ -133,12 +132,12 @@ class OutboxHooks:
         if stored.res_type not in ("Appointment", "Encounter") or APPLYING_V2.get():
             return
         assert stored.body is not None
-        after = orjson.loads(stored.body)
+        after = json_numbers.loads(stored.body)
         before = None
         if stored.version > 1:
             prev = tx.vread(stored.res_type, stored.res_id, stored.version - 1)
             if prev is not None and prev.body is not None and not prev.deleted:
-                before = orjson.loads(prev.body)
+                before = json_numbers.loads(prev.body)
         kind = "appointment" if stored.res_type == "Appointment" else "encounter"
         event = (outbound.appointment_event(before, after) if kind == "appointment"
                  else outbound.encounter_event(before, after))
@@ -149,7 +148,7 @@ class OutboxHooks:
         if patient_ref and patient_ref.startswith("Patient/"):
             p = tx.read("Patient", patient_ref.split("/", 1)[1])
             if p is not None and p.body is not None and not p.deleted:
-                patient = orjson.loads(p.body)
+                patient = json_numbers.loads(p.body)
         now = now_us()
         for ep in self.settings.outbound:
             if kind not in ep.events:

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError
 from fhir_server.store.base import StoredResource
 from fhir_server.writes import check_resource, store_resource
 from operations.parameters import Params
 from operations.registry import OperationCall, operation
+from resources import json_numbers
 
 _CODED = ("tag", "security")
 
 
 def _meta_of(stored: StoredResource) -> dict[str, Any]:
     assert stored.body is not None
-    meta: dict[str, Any] = orjson.loads(stored.body).get("meta") or {}
+    meta: dict[str, Any] = json_numbers.loads(stored.body).get("meta") or {}
     return meta
 
 
@@ -77,7 +76,7 @@ def _change(call: OperationCall, adding: bool) -> Params:
     with call.ctx.writing() as tx:
         stored = call.target(tx)
         assert stored.body is not None
-        resource = orjson.loads(stored.body)
+        resource = json_numbers.loads(stored.body)
         meta = dict(resource.get("meta") or {})
         changed = False
         for field in ("profile", *_CODED):

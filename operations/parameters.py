@@ -16,6 +16,7 @@ import orjson
 from fhir_server.errors import FhirError
 from fhir_server.negotiation import FHIR_JSON, JSON_TYPES
 from fhir_server.request import FhirRequest
+from resources import json_numbers
 from resources.types import PRIMITIVE_CHECKERS, is_resource_type
 
 _FORMAT_PARAMS = {"_format", "_pretty", "_summary", "_elements"}
@@ -124,7 +125,7 @@ def _from_body(
         raise FhirError.of(415, "not-supported",
                            f"${code} takes a Parameters resource as {FHIR_JSON}, not '{ctype}'")
     try:
-        value = orjson.loads(body)
+        value = json_numbers.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FhirError.of(400, "structure", f"The body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict) or "resourceType" not in value:

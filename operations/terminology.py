@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.access import restrictions
 from fhir_server.errors import FhirError, Issue
 from operations.registry import OperationCall
+from resources import json_numbers
 from resources.validation import validate_resource
 from resources.value_sets import CannotExpand, Terminology
 
@@ -31,7 +30,7 @@ def terminology(call: OperationCall) -> Terminology:
         stored = q.read(res_type, found[0][1])
         if stored is None or stored.body is None:
             return None
-        value: dict[str, Any] = orjson.loads(stored.body)
+        value: dict[str, Any] = json_numbers.loads(stored.body)
         return value
 
     return Terminology(resolve)
@@ -48,7 +47,7 @@ def value_set(call: OperationCall, term: Terminology) -> dict[str, Any]:
                                f"{' or '.join(given)}: the value set is the instance", given[0])
         stored = call.target()
         assert stored.body is not None
-        vs: dict[str, Any] = orjson.loads(stored.body)
+        vs: dict[str, Any] = json_numbers.loads(stored.body)
     elif len(given) != 1:
         raise FhirError.of(400, "required" if not given else "invalid",
                            f"${code} needs exactly one of 'url' and 'valueSet' at type level "

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.access import restrictions
 from fhir_server.errors import FhirError, Issue, operation_outcome
 from fhir_server.request import FhirResponse
 from operations.registry import OperationCall, operation
+from resources import json_numbers
 from resources.profiles import CORE_PREFIX, is_known, validate_profile
 from resources.types import is_resource_type
 from resources.validation import ValidationIssue, validate_resource
@@ -115,7 +114,7 @@ def validate_operation(call: OperationCall) -> FhirResponse:
                                "or in the 'resource' parameter of a Parameters resource",
                                "resource")
         assert stored.body is not None
-        resource = orjson.loads(stored.body)
+        resource = json_numbers.loads(stored.body)
     assert isinstance(resource, dict)
     return _answer(validate(resource, call.res_type, mode, call.res_id, call.params.get("profile")))
 

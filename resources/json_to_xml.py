@@ -18,8 +18,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-import orjson
-
+from resources import json_numbers
 from resources.narrative import narrative_xml
 from resources.types import describe
 from resources.xml_tables import (
@@ -102,8 +101,10 @@ def _value(value: object) -> str:
         return "true" if value else "false"
     if kind is int:
         return str(value)
+    if kind is json_numbers.DecimalText:
+        return value.text  # type: ignore[attr-defined]
     if kind is float:
-        return orjson.dumps(value).decode()  # the text a JSON client is given
+        return json_numbers.dumps(value).decode()  # the text a JSON client is given
     raise XmlRenderError(f"a primitive value cannot be {describe(value)}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from resources.json_numbers import DecimalText
 from resources.narrative import narrative_xml
 
 _DATA = Path(__file__).resolve().parent / "data" / "structures.json.gz"
@@ -153,7 +154,7 @@ def _int_checker(low: int, what: str) -> Checker:
 
 def _check_decimal(value: object) -> str | None:
     kind = type(value)
-    if kind is float:
+    if kind is float or kind is DecimalText:
         return None if math.isfinite(value) else "not a finite number"  # type: ignore[arg-type]
     if kind is int or kind is Decimal:
         return None

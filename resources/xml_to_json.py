@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from lxml import etree
 
+from resources import json_numbers
 from resources.xml_tables import (
     COMPLEX,
     DECIMAL_RE,
@@ -359,4 +360,4 @@ def parse(body: bytes) -> dict[str, Any]:
 
 def xml_to_json(body: bytes) -> bytes:
     """FHIR XML bytes as FHIR JSON bytes."""
-    return orjson.dumps(parse(body))
+    return json_numbers.dumps(parse(body))

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.routing import valid_id
+from resources import json_numbers
 
 MAX_LISTED = 100
 
@@ -33,7 +32,7 @@ def patient_label(ctx: Context, patient_id: str | None) -> str | None:
     stored = ctx.store.read("Patient", patient_id)
     if stored is None or stored.body is None:
         return f"Patient/{patient_id}"
-    res = orjson.loads(stored.body)
+    res = json_numbers.loads(stored.body)
     born = f" (born {res['birthDate']})" if res.get("birthDate") else ""
     return f"{_name(res)}{born}, Patient/{patient_id}"
 
@@ -59,7 +58,7 @@ def patients(ctx: Context, query: str | None) -> list[tuple[str, str]]:
         stored = bodies.get(pk)
         if stored is None or stored.body is None:
             continue
-        res = orjson.loads(stored.body)
+        res = json_numbers.loads(stored.body)
         born = f", born {res['birthDate']}" if res.get("birthDate") else ""
         out.append((stored.res_id, f"{_name(res)}{born}"))
     return out
@@ -77,7 +76,7 @@ def encounters_of(ctx: Context, patient_id: str) -> list[tuple[str, str]]:
         stored = bodies.get(pk)
         if stored is None or stored.body is None:
             continue
-        res = orjson.loads(stored.body)
+        res = json_numbers.loads(stored.body)
         when = (res.get("period") or {}).get("start", "")
         kind = ""
         for t in res.get("type") or []:

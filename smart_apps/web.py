@@ -12,13 +12,13 @@ import hmac
 import time
 from typing import Any
 
-import orjson
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, Response, redirect, render_template, request, session
 from werkzeug.wrappers import Response as BaseResponse
 
 from fhir_server.context import Context
+from resources import json_numbers
 from smart_apps import discovery
 from smart_apps.oauth import (
     Approval,
@@ -38,7 +38,7 @@ _PENDING_MAX = 5
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> BaseResponse:
-    return Response(orjson.dumps(data), status=status, content_type="application/json",
+    return Response(json_numbers.dumps(data), status=status, content_type="application/json",
                     headers=headers or {})
 
 

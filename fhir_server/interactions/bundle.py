@@ -27,6 +27,7 @@ from fhir_server.routing import Route, route, valid_id
 from fhir_server.store.base import StoreTx
 from fhir_server.timeutil import from_http_date, to_instant
 from fhir_server.writes import check_resource, parse_json_body, store_resource
+from resources import json_numbers
 
 log = logging.getLogger("telefhir")
 
@@ -124,7 +125,7 @@ def _response_entry(req: FhirRequest, resp: FhirResponse) -> dict[str, Any]:
     if "ETag" in h:
         response["etag"] = h["ETag"]
     if "Last-Modified" in h:
-        meta = orjson.loads(resp.raw).get("meta", {}) if resp.raw is not None else {}
+        meta = json_numbers.loads(resp.raw).get("meta", {}) if resp.raw is not None else {}
         if "lastUpdated" in meta:
             response["lastModified"] = meta["lastUpdated"]
         else:  # Prefer: return=minimal or OperationOutcome: the header, to the second
@@ -167,7 +168,7 @@ def _entry_body(e: _Entry) -> tuple[bytes, str]:
             raise _fail(e.index, issue.diagnostics, err.status, issue.code) from err
         return body, ctype
     if e.resource is not None:
-        return orjson.dumps(e.resource), FHIR_JSON
+        return json_numbers.dumps(e.resource), FHIR_JSON
     return b"", FHIR_JSON
 
 

@@ -8,8 +8,6 @@ element at fault. If-Match is honoured (https://hl7.org/fhir/R4/http.html#concur
 
 from __future__ import annotations
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.errors import FhirError, Issue
 from fhir_server.interactions.conditional import criteria_of, matching_ids
@@ -20,6 +18,7 @@ from fhir_server.responses import gone, not_found, written
 from fhir_server.routing import Route
 from fhir_server.store.base import StoreTx
 from fhir_server.writes import check_resource, store_resource
+from resources import json_numbers
 
 
 def _patch_of(req: FhirRequest) -> Patch:
@@ -36,7 +35,7 @@ def _patch(
         raise gone(current)
     check_if_match(req, current)
     assert current.body is not None
-    patched = patch.apply(orjson.loads(current.body))
+    patched = patch.apply(json_numbers.loads(current.body))
     check_patched(patched, res_type, res_id, patch.format)
     stored = store_resource(ctx, tx, patched, res_id, current, "PATCH")
     return written(req, stored, 200, f"Patched {res_type}/{res_id}")

@@ -19,6 +19,7 @@ from fhir_server.search.engine import SearchResult
 from fhir_server.search.parse import parse_search
 from fhir_server.store.base import Queryable, StoredResource
 from fhir_server.timeutil import now_us, to_instant
+from resources import json_numbers
 from resources.compartments import compartment_resource_types, is_compartment_type
 
 
@@ -113,7 +114,7 @@ def searchset(
         if whole:  # the stored bytes, spliced into the Bundle unparsed (brief: reads serve them)
             resource = orjson.Fragment(stored.body)
         else:
-            resource = subset(orjson.loads(stored.body), sr.summary, sr.elements)
+            resource = subset(json_numbers.loads(stored.body), sr.summary, sr.elements)
         entries.append(
             {
                 "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",

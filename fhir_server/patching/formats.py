@@ -16,12 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError
 from fhir_server.patching.fhirpath_patch import apply_fhirpath_patch, parse_fhirpath_patch
 from fhir_server.patching.json_patch import apply_json_patch, parse_json_patch
 from fhir_server.patching.merge_patch import merge_patch, parse_merge_patch
+from resources import json_numbers
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -76,7 +75,7 @@ def patch_of_resource(resource: dict[str, Any]) -> tuple[str, bytes]:
     Patch (https://hl7.org/fhir/R4/http.html#patch, #transaction). 400 for anything else."""
     rtype = resource.get("resourceType")
     if rtype == "Parameters":
-        return FHIR_JSON, orjson.dumps(resource)
+        return FHIR_JSON, json_numbers.dumps(resource)
     if rtype == "Binary":
         data, ctype = resource.get("data"), resource.get("contentType")
         if not isinstance(ctype, str) or not ctype:

@@ -10,12 +10,13 @@ import jsonpatch
 import orjson
 
 from fhir_server.errors import FhirError
+from resources import json_numbers
 
 
 def parse_json_patch(body: bytes) -> list[Any]:
     """The operations of a JSON Patch document, or 400 when it is not one."""
     try:
-        ops = orjson.loads(body)
+        ops = json_numbers.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FhirError.of(400, "structure", f"The JSON Patch is not valid JSON: {exc}") from exc
     if not isinstance(ops, list):

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from fhir_server.errors import FhirError
+from resources import json_numbers
 
 
 def parse_merge_patch(body: bytes) -> dict[str, Any]:
@@ -18,7 +19,7 @@ def parse_merge_patch(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise FhirError.of(400, "required", "The PATCH body is empty; a merge patch is an object")
     try:
-        value = orjson.loads(body)
+        value = json_numbers.loads(body)
     except orjson.JSONDecodeError as exc:
         raise FhirError.of(400, "structure", f"The merge patch is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):

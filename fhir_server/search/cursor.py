@@ -10,14 +10,13 @@ import base64
 import binascii
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError
+from resources import json_numbers
 
 
 def encode_cursor(direction: str, keys: list[Any]) -> str:
     """Cursor for the page after (direction "n") or before ("p") the row with `keys`."""
-    raw = orjson.dumps({"d": direction, "k": keys})
+    raw = json_numbers.dumps({"d": direction, "k": keys})
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
@@ -25,7 +24,7 @@ def decode_cursor(cursor: str, n_keys: int) -> tuple[str, list[Any]]:
     """(direction, keys); a 400 when the cursor is not one of ours or does not fit the sort."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = orjson.loads(raw)
+        data = json_numbers.loads(raw)
         direction, keys = data["d"], data["k"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise FhirError.of(400, "invalid", "_cursor is not a valid paging cursor") from None

@@ -143,3 +143,8 @@ class ResourceStore(Queryable, Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called (a background thread then stops quietly)."""
+        ...

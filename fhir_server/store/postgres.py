@@ -159,6 +159,10 @@ class PostgresStore:
     def close(self) -> None:
         self._pool.close()
 
+    @property
+    def closed(self) -> bool:
+        return bool(self._pool.closed)
+
 
 class PostgresTx:
     """An open PostgreSQL transaction on one pooled connection."""

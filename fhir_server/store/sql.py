@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
-import orjson
-
 from fhir_server.store.base import HistoryQuery, StoredResource, VersionConflict
 from fhir_server.store.dialect import Dialect
+from resources import json_numbers
 
 IndexRows = dict[str, list[tuple[Any, ...]]]
 
@@ -310,7 +309,7 @@ class SqlOps:
             for table, rows in tables.items():
                 names = ("res_pk", *self._tables[table])
                 objs = [dict(zip(names, (pk, *r), strict=True)) for r in rows]
-                args.append(orjson.dumps(objs).decode())
+                args.append(json_numbers.dumps(objs).decode())
             self._execute(_json_insert(tuple(tables)), args)
             return
         for table, rows in tables.items():
@@ -332,7 +331,7 @@ class SqlOps:
             return -1
         for pk, body in rows:
             self._drop_index(int(pk))
-            self._write_index(int(pk), orjson.loads(body))
+            self._write_index(int(pk), json_numbers.loads(body))
         return int(rows[-1][0])
 
 

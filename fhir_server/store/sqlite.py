@@ -88,6 +88,7 @@ class SqliteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._closed = False
         self._writers = _WriterQueue(self.path) if self.path != ":memory:" else None
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -173,7 +174,12 @@ class SqliteStore:
             for stmt in ddl:
                 tx.query(stmt)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         if self._writers is not None:
             # a write transaction of another thread (a plugin's background writer: the audit
             # trail's indexer) ends before its connection is closed under it

@@ -16,6 +16,7 @@ import orjson
 
 from operations.billing.model import ICD10CM, ClaimPlan, Line, Party, VisitFacts
 from operations.registry import CANONICAL_BASE
+from resources import json_numbers
 
 POS_SYSTEM = "https://www.cms.gov/Medicare/Coding/place-of-service-codes/Place_of_Service_Code_Set"
 ROLE_EXT = f"{CANONICAL_BASE}/StructureDefinition/claim-role"
@@ -73,7 +74,7 @@ def fingerprint(content: dict[str, Any]) -> str:
     """A hash of what is billed (not of when, nor of the ids and links made at write time)."""
     core = {k: v for k, v in content.items()
             if k not in ("id", "meta", "created", "identifier", "related", "extension", "status")}
-    return hashlib.sha256(orjson.dumps(core, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(json_numbers.dumps(core, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _item(n: int, line: Line, facts: VisitFacts, currency: str, care_team: bool,

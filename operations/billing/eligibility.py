@@ -23,8 +23,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
 from fhir_server.store.base import StoredResource, StoreTx
@@ -38,6 +36,7 @@ from operations.billing.rules import categories_of, coverage_denial, denial_of, 
 from operations.billing.tables import FeeTable, RuleTable, Tables, load_tables
 from operations.parameters import Params
 from operations.registry import CANONICAL_BASE, OperationCall, operation
+from resources import json_numbers
 
 BENEFIT_TYPE = "http://terminology.hl7.org/CodeSystem/benefit-type"
 ESTIMATE_TYPE = f"{CANONICAL_BASE}/CodeSystem/benefit-estimate"
@@ -221,7 +220,7 @@ def _after_create(ctx: Context, tx: StoreTx, stored: StoredResource) -> None:
     """Answer every new active CoverageEligibilityRequest in the same transaction."""
     if stored.res_type != "CoverageEligibilityRequest" or stored.body is None:
         return
-    request = orjson.loads(stored.body)
+    request = json_numbers.loads(stored.body)
     if request.get("status") != "active":
         return
     response = respond(ctx, tx, request, load_tables(tuple(ctx.config.billing_tables)))

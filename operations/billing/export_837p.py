@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.request import FhirResponse
 from fhir_server.responses import gone, not_found
@@ -35,6 +33,7 @@ from operations.billing.model import (
 from operations.billing.tables import load_tables
 from operations.billing.x12 import Address, Claim837, Name, ServiceLine, write_837p
 from operations.registry import OperationCall, operation
+from resources import json_numbers
 
 EDI_X12 = "application/edi-x12"
 _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -47,7 +46,7 @@ def _read(ctx: Context, key: str | None, what: str) -> dict[str, Any]:
         t, i = key.split("/", 1)
         stored = (ctx.tx or ctx.store).read(t, i)
         if stored is not None and stored.body is not None and not stored.deleted:
-            body = orjson.loads(stored.body)
+            body = json_numbers.loads(stored.body)
     if body is None:
         raise unprocessable(f"The {what} {key or '(none)'} of the Claim is not known", what)
     result: dict[str, Any] = body
@@ -277,7 +276,7 @@ def _own_icn(ctx: Context, claim_id: str) -> str | None:
         body = bodies[pk].body
         if body is None:
             continue
-        for ident in orjson.loads(body).get("identifier", []):
+        for ident in json_numbers.loads(body).get("identifier", []):
             if ident.get("system") == PAYER_ICN_SYSTEM:
                 return str(ident["value"])
     return None
@@ -294,7 +293,7 @@ def export_837p(call: OperationCall) -> FhirResponse:
         raise not_found(call.res_type, call.res_id)
     if stored.deleted or stored.body is None:
         raise gone(stored)
-    content = build(call.ctx, orjson.loads(stored.body))
+    content = build(call.ctx, json_numbers.loads(stored.body))
     control = next_control_number(call.ctx.store, content.submitter_id)
     text = write_837p(content, control, datetime.now(UTC), call.ctx.config.x12_usage)
     name = f"claim-{call.res_id}-{control:09d}.x12"

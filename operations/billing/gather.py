@@ -11,8 +11,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.store.base import StoreTx
 from operations.billing import codes
@@ -26,6 +24,7 @@ from operations.billing.model import (
     unprocessable,
 )
 from operations.billing.tables import Tables
+from resources import json_numbers
 
 _NOT_SERVICES = {"planned", "cancelled", "entered-in-error"}
 _PARTICIPANT_ORDER = ("PPRF", "ATND", "PART", "SPRF", "CON")
@@ -56,7 +55,7 @@ def read(tx: StoreTx, key: str | None) -> dict[str, Any] | None:
     stored = tx.read(res_type, res_id)
     if stored is None or stored.deleted or stored.body is None:
         return None
-    body: dict[str, Any] = orjson.loads(stored.body)
+    body: dict[str, Any] = json_numbers.loads(stored.body)
     return body
 
 
@@ -69,7 +68,7 @@ def search(ctx: Context, tx: StoreTx, res_type: str,
     for pk in result.pks:
         body = bodies[pk].body if pk in bodies else None
         if body is not None:
-            out.append(orjson.loads(body))
+            out.append(json_numbers.loads(body))
     return out
 
 

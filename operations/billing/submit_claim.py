@@ -14,8 +14,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.responses import gone, not_found
 from fhir_server.store.base import StoreTx
@@ -35,6 +33,7 @@ from operations.billing.rules import plan as make_plan
 from operations.billing.tables import load_tables
 from operations.parameters import Params
 from operations.registry import OperationCall, operation
+from resources import json_numbers
 
 ROLES = ("distant-site", "originating-site")
 
@@ -61,7 +60,7 @@ def _write(ctx: Context, tx: StoreTx, resource: dict[str, Any]) -> dict[str, Any
     stored = store_resource(ctx, tx, resource, res_id, current,
                             "PUT" if current is not None else "POST")
     assert stored.body is not None
-    body: dict[str, Any] = orjson.loads(stored.body)
+    body: dict[str, Any] = json_numbers.loads(stored.body)
     return body
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.errors import FhirError
 from fhir_server.store.base import StoredResource, StoreTx
 from fhir_server.writes import store_resource
+from resources import json_numbers
 
 HOLDING = ("pending", "booked", "arrived", "checked-in", "fulfilled")
 _REFUSING = ("busy-unavailable", "busy-tentative", "entered-in-error")
@@ -42,7 +41,7 @@ def _slot_ids(appointment: dict[str, Any] | None) -> set[str]:
 def _body(stored: StoredResource | None) -> dict[str, Any] | None:
     if stored is None or stored.deleted or stored.body is None:
         return None
-    body: dict[str, Any] = orjson.loads(stored.body)
+    body: dict[str, Any] = json_numbers.loads(stored.body)
     return body
 
 

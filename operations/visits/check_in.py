@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError
 from fhir_server.interactions.create import new_id
 from fhir_server.principal import internal
@@ -30,6 +28,7 @@ from operations.visits import waiting
 from operations.visits.settings import VisitSettings, settings
 from operations.visits.start_visit import find_encounter, people, visit_encounter, web_root
 from operations.visits.virtual import is_virtual, visit_types
+from resources import json_numbers
 
 CHECKABLE = ("booked", "arrived", "checked-in")
 INTAKE_DONE = ("completed", "amended")
@@ -87,7 +86,7 @@ def _read(tx: StoreTx, ref: str, res_type: str) -> dict[str, Any] | None:
     stored = tx.read(rtype, rid)
     if stored is None or stored.deleted or stored.body is None:
         return None
-    body: dict[str, Any] = orjson.loads(stored.body)
+    body: dict[str, Any] = json_numbers.loads(stored.body)
     return body
 
 
@@ -167,7 +166,7 @@ def check_in(call: OperationCall) -> Params:
     with call.ctx.writing() as tx:
         stored = call.target(tx)
         assert stored.body is not None
-        appointment = orjson.loads(stored.body)
+        appointment = json_numbers.loads(stored.body)
         status = appointment.get("status")
         if status not in CHECKABLE:
             raise _refuse(409, f"The appointment is {status}: check-in is for a booked "

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError
 from fhir_server.store.base import StoreTx
 from fhir_server.timeutil import now_us, parse_instant_us, to_instant
@@ -21,6 +19,7 @@ from fhir_server.writes import check_resource, store_resource
 from operations.parameters import Params
 from operations.registry import CANONICAL_BASE, OperationCall, operation
 from operations.visits import rooms
+from resources import json_numbers
 
 PRESENCE = f"{CANONICAL_BASE}/StructureDefinition/participant-presence"
 ENDABLE = ("arrived", "triaged", "in-progress", "onleave")
@@ -68,7 +67,7 @@ def _fulfil_appointments(call: OperationCall, tx: StoreTx, enc: dict[str, Any]) 
         stored = tx.read("Appointment", rid)
         if stored is None or stored.deleted or stored.body is None:
             continue
-        appt = orjson.loads(stored.body)
+        appt = json_numbers.loads(stored.body)
         if appt.get("status") in ("fulfilled", "cancelled", "noshow", "entered-in-error"):
             continue
         appt["status"] = "fulfilled"
@@ -83,7 +82,7 @@ def end_visit(call: OperationCall) -> Params:
     with call.ctx.writing() as tx:
         stored = call.target(tx)
         assert stored.body is not None
-        enc = orjson.loads(stored.body)
+        enc = json_numbers.loads(stored.body)
         if enc.get("status") not in ENDABLE:
             raise FhirError.of(409, "conflict", f"The encounter is {enc.get('status')}: only "
                                f"an encounter that is {', '.join(ENDABLE)} can end",
@@ -107,4 +106,4 @@ def end_visit(call: OperationCall) -> Params:
         written = store_resource(call.ctx, tx, enc, stored.res_id, stored, "PUT")
         _fulfil_appointments(call, tx, enc)
     assert written.body is not None
-    return Params().add("return", orjson.loads(written.body))
+    return Params().add("return", json_numbers.loads(written.body))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.errors import FhirError
 from fhir_server.interactions.create import new_id
 from fhir_server.store.base import StoreTx
@@ -23,6 +21,7 @@ from operations.registry import OperationCall, operation
 from operations.visits import rooms
 from operations.visits.settings import settings
 from operations.visits.virtual import VIRTUAL_CLASS, encounter_virtual_service, is_virtual
+from resources import json_numbers
 
 STARTABLE = ("booked", "arrived", "checked-in")
 _PEOPLE = {"Patient": "patient", "Practitioner": "practitioner",
@@ -70,7 +69,7 @@ def find_encounter(call: OperationCall, tx: StoreTx, appt_ref: str) -> dict[str,
         stored = tx.read("Encounter", eid)
         if stored is None or stored.deleted or stored.body is None:
             continue
-        enc: dict[str, Any] = orjson.loads(stored.body)
+        enc: dict[str, Any] = json_numbers.loads(stored.body)
         if enc.get("status") not in _DONE:
             return enc
     return None
@@ -130,7 +129,7 @@ def start_visit(call: OperationCall) -> Params:
     with call.ctx.writing() as tx:
         stored = call.target(tx)
         assert stored.body is not None
-        appointment = orjson.loads(stored.body)
+        appointment = json_numbers.loads(stored.body)
         check_startable(appointment)
         attendees = people(appointment)
         if not attendees:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from fhir_server.context import Context
 from fhir_server.store.base import HistoryQuery, StoreTx
 from fhir_server.timeutil import now_us, to_instant
+from resources import json_numbers
 
 
 def _entry(status: Any, at: str) -> dict[str, Any]:
@@ -29,7 +28,7 @@ def on_update(ctx: Context, tx: StoreTx, res_type: str, res_id: str,
     current = tx.read(res_type, res_id)
     if current is None or current.deleted or current.body is None:
         return
-    old = orjson.loads(current.body)
+    old = json_numbers.loads(current.body)
     history = [dict(h) for h in old.get("statusHistory") or [] if isinstance(h, dict)]
     if old.get("status") == resource.get("status"):
         if history:
@@ -53,7 +52,7 @@ def _status_since(tx: StoreTx, res_type: str, res_id: str, status: Any) -> str |
     for v in versions:  # newest first
         if v.deleted or v.body is None:
             break
-        body = orjson.loads(v.body)
+        body = json_numbers.loads(v.body)
         if body.get("status") != status:
             break
         since = (body.get("meta") or {}).get("lastUpdated")

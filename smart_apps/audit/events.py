@@ -18,6 +18,7 @@ from fhir_server.principal import Principal, SecurityEvent
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.routing import Route, route
 from fhir_server.timeutil import now_us, to_instant
+from resources import json_numbers
 
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 INTERACTION = "http://hl7.org/fhir/restful-interaction"
@@ -161,7 +162,7 @@ def _body(resp: FhirResponse) -> dict[str, Any] | None:
         return resp.resource
     if resp.raw is not None and "json" in (resp.headers.get("Content-Type") or "json"):
         try:
-            value = orjson.loads(resp.raw)
+            value = json_numbers.loads(resp.raw)
         except orjson.JSONDecodeError:
             return None
         return value if isinstance(value, dict) else None
@@ -194,7 +195,7 @@ def _bundle_type(req: FhirRequest, body: dict[str, Any] | None) -> str:
     if body is not None and str(body.get("type", "")).endswith("-response"):
         return str(body["type"])[: -len("-response")]
     try:
-        sent = orjson.loads(req.body)
+        sent = json_numbers.loads(req.body)
     except orjson.JSONDecodeError:
         return "transaction"
     kind = sent.get("type") if isinstance(sent, dict) else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from flask import Flask, g, has_request_context
 from flask.wrappers import Response
 
@@ -22,6 +21,7 @@ from fhir_server.principal import SecurityEvent
 from fhir_server.request import FhirRequest, FhirResponse
 from fhir_server.routing import Route
 from fhir_server.store.base import StoreTx
+from resources import json_numbers
 from smart_apps.audit import access
 from smart_apps.audit.events import rest_event, security_audit_event
 from smart_apps.audit.writer import AuditWriteFailed, AuditWriter, flush, log_event
@@ -144,7 +144,7 @@ class Auditor:
 
 
 def _outcome_json() -> bytes:
-    return orjson.dumps(operation_outcome([Issue("fatal", "exception", FAILED)]))
+    return json_numbers.dumps(operation_outcome([Issue("fatal", "exception", FAILED)]))
 
 
 def auditor_of(ctx: Context) -> Auditor:

@@ -29,10 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from fhir_server.store.base import ResourceStore, StoreTx
 from fhir_server.timeutil import now_us, to_instant
+from resources import json_numbers
 
 log = logging.getLogger("telefhir.audit")
 
@@ -72,7 +71,7 @@ def log_event(tx: StoreTx, event: dict[str, Any]) -> str:
     """Append one AuditEvent to `audit_log` in `tx`; its id."""
     res_id, updated, stamped = _stamped(event)
     tx.query("INSERT INTO audit_log (id, recorded_us, body) VALUES (?, ?, ?)",
-             (res_id, updated, orjson.dumps(stamped).decode()))
+             (res_id, updated, json_numbers.dumps(stamped).decode()))
     return res_id
 
 
@@ -89,7 +88,7 @@ def flush(tx: StoreTx, limit: int | None = None) -> int:
                         "recorded_us LIMIT ?) RETURNING id, recorded_us, body", (n,))
         for res_id, updated, body in rows:
             raw = body.encode() if isinstance(body, str) else bytes(body)
-            tx.put("AuditEvent", str(res_id), orjson.loads(raw), raw, 1, "POST", int(updated))
+            tx.put("AuditEvent", str(res_id), json_numbers.loads(raw), raw, 1, "POST", int(updated))
         moved += len(rows)
         if len(rows) < n:
             return moved
@@ -205,13 +204,18 @@ class AuditWriter:
             with self._store.transaction() as tx:
                 return flush(tx, INDEX_BATCH) > 0
         except Exception:  # left in the log for the next try (or an auditor's read)
-            log.exception("indexing logged AuditEvents failed")
+            if not self._store.closed:  # a closed store (shutdown) ends the thread quietly
+                log.exception("indexing logged AuditEvents failed")
             return False
 
     def _run(self) -> None:
         idle = 0.0
         while True:
             time.sleep(QUIET_SECONDS)
+            if self._store.closed:
+                with self._cond:
+                    self._thread = None
+                return
             if not self._quiet():
                 idle = 0.0
                 continue

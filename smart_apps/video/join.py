@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from fhir_server.context import Context
 from operations.visits import rooms
 from operations.visits.settings import settings
 from operations.visits.timezones import local, zone_of
+from resources import json_numbers
 
 
 def _ctx() -> Context:
@@ -70,7 +70,7 @@ def _read(ref: str) -> dict[str, Any] | None:
     stored = _ctx().store.read(rtype, rid) if rtype and rid else None
     if stored is None or stored.deleted or stored.body is None:
         return None
-    body: dict[str, Any] = orjson.loads(stored.body)
+    body: dict[str, Any] = json_numbers.loads(stored.body)
     return body
 
 

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, current_app, render_template, request
 
 from fhir_server.context import Context
@@ -40,6 +39,7 @@ from operations.visits.settings import settings
 from operations.visits.start_visit import people
 from operations.visits.timezones import day_bounds, local, today, zone_of
 from operations.visits.virtual import is_virtual
+from resources import json_numbers
 
 _SLOTS: dict[int, threading.BoundedSemaphore] = {}
 _SLOTS_LOCK = threading.Lock()
@@ -57,7 +57,7 @@ def _slots() -> threading.BoundedSemaphore:
 
 
 def _json(status: int, body: dict[str, Any], ctype: str = "application/json") -> Response:
-    resp = Response(orjson.dumps(body), status=status, content_type=ctype)
+    resp = Response(json_numbers.dumps(body), status=status, content_type=ctype)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -71,8 +71,8 @@ def _outcome(status: int, code: str, text: str) -> Response:
 def _resource(resp: FhirResponse) -> dict[str, Any]:
     """The answer as plain JSON (a search Bundle's entries hold the stored bytes as
     orjson fragments)."""
-    raw = orjson.dumps(resp.resource) if resp.resource is not None else resp.raw or b"{}"
-    out: dict[str, Any] = orjson.loads(raw)
+    raw = json_numbers.dumps(resp.resource) if resp.resource is not None else resp.raw or b"{}"
+    out: dict[str, Any] = json_numbers.loads(raw)
     return out
 
 
@@ -106,7 +106,7 @@ class QueueReader:
         if stored is None or stored.deleted or stored.body is None:
             return 404, _outcome_body("not-found", f"{self.practitioner} is not a known "
                                       "Practitioner")
-        tz = zone_of(orjson.loads(stored.body))
+        tz = zone_of(json_numbers.loads(stored.body))
         day = self.day or today(tz)
         lo, hi = day_bounds(day, tz)
         found = self._search("Appointment", [("actor", self.practitioner),
@@ -141,15 +141,15 @@ def _outcome_body(code: str, text: str) -> dict[str, Any]:
 
 def _sse(event: str, data: dict[str, Any], seq: int) -> bytes:
     return b"event: " + event.encode() + b"\nid: " + str(seq).encode() + b"\ndata: " + \
-        orjson.dumps(data) + b"\n\n"
+        json_numbers.dumps(data) + b"\n\n"
 
 
 def _changes(payload: dict[str, Any]) -> bytes:
     """What an update is about: the queue without the clock (waits grow every second; the
     client counts them from `arrived`), or the patient's state."""
     if "queue" not in payload:
-        return orjson.dumps(payload)
-    return orjson.dumps([{k: v for k, v in i.items() if k != "waitedSeconds"}
+        return json_numbers.dumps(payload)
+    return json_numbers.dumps([{k: v for k, v in i.items() if k != "waitedSeconds"}
                          for i in payload["queue"]])
 
 
@@ -226,9 +226,9 @@ class WaitingState:
         stored = store.read("Appointment", found.appointment)
         if stored is None or stored.deleted or stored.body is None:
             return 410, {"error": "This visit is no longer booked"}
-        appt = orjson.loads(stored.body)
+        appt = json_numbers.loads(stored.body)
         patient = store.read(*found.patient.split("/", 1))
-        tz = zone_of(orjson.loads(patient.body) if patient and patient.body else None)
+        tz = zone_of(json_numbers.loads(patient.body) if patient and patient.body else None)
         state: dict[str, Any] = {"state": "waiting", "appointment": found.appointment,
                                  "status": appt.get("status"), "start": appt.get("start"),
                                  "startLocal": local(appt.get("start"), tz)}
@@ -255,7 +255,7 @@ class WaitingState:
                 store, "Encounter", [("appointment", f"Appointment/{appointment}")]):
             s = store.read("Encounter", eid)
             if s is not None and not s.deleted and s.body is not None:
-                enc: dict[str, Any] = orjson.loads(s.body)
+                enc: dict[str, Any] = json_numbers.loads(s.body)
                 if enc.get("status") not in ("cancelled", "entered-in-error"):
                     return enc
         return None
