@@ -180,6 +180,11 @@ class Include:
     reverse: bool
 
 
+ANY_COMPARTMENT_ID = "*"
+"""As the id of SearchRequest.compartment: members of any compartment of that type (never a
+valid id: https://hl7.org/fhir/R4/datatypes.html#id), as type-level `Patient/$everything` asks."""
+
+
 @dataclass
 class SearchRequest:
     """A parsed search (https://hl7.org/fhir/R4/search.html)."""

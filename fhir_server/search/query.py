@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhir_server.search.indexer import OF_TYPE_SUFFIX, TABLE_OF_TYPE, WORD_PARAMS
 from fhir_server.search.model import (
+    ANY_COMPARTMENT_ID,
     Chain,
     Clause,
     CompositeValue,
@@ -382,22 +383,31 @@ class QueryBuilder:
     def compartment(
         self, alias: str, types: tuple[str, ...], comp: tuple[str, str], args: list[Any]
     ) -> str:
-        """Membership of https://hl7.org/fhir/R4/compartmentdefinition.html compartments."""
+        """Membership of https://hl7.org/fhir/R4/compartmentdefinition.html compartments;
+        with the id ANY_COMPARTMENT_ID, of any compartment of that type (and every resource of
+        the compartment type itself)."""
         ctype, cid = comp
+        any_id = cid == ANY_COMPARTMENT_ID
         parts: list[str] = []
         for t in types:
             params = [p for p in compartment_params(ctype, t) if p != SELF]
             alts: list[str] = []
             part_args: list[Any] = [t]
-            if params:
+            if any_id and t == ctype:
+                alts.append("1 = 1")
+            elif params:
                 i = self._alias("c")
-                part_args.extend([t, *params, ctype, cid])
+                part_args.extend([t, *params, ctype])
+                target = "" if any_id else f" AND {i}.target_id = ?"
+                if not any_id:
+                    part_args.append(cid)
                 alts.append(
                     f"{alias}.pk IN (SELECT {i}.res_pk FROM idx_reference {i} "
                     f"WHERE {i}.res_type = ? AND {i}.param IN ({', '.join('?' * len(params))}) "
-                    f"AND {i}.target_type = ? AND {i}.target_id = ?)"
+                    f"AND {i}.target_type = ?{target})"
                 )
-            if SELF in compartment_params(ctype, t):
+            if (SELF in compartment_params(ctype, t) or t == ctype) and not any_id:
+                # the compartment's own resource, as access grants see it (_member)
                 part_args.append(cid)
                 alts.append(f"{alias}.res_id = ?")
             if alts:
