@@ -88,6 +88,8 @@ def everything(call: OperationCall, comp_type: str) -> FhirResponse:
         pairs.append(("_lastUpdated", f"ge{since}"))
     if "_count" in call.params:
         pairs.append(("_count", str(call.params.get("_count"))))
+    shaping = [(k, v) for k, v in req.query if k in ("_summary", "_elements")]
+    pairs.extend(shaping)
     if cursor is not None:
         pairs.append(("_cursor", cursor))
     sr = parse_search(None, pairs, False, comp, req.base_url,
@@ -114,6 +116,7 @@ def everything(call: OperationCall, comp_type: str) -> FhirResponse:
         given.append(("_type", ",".join(types)))
     if "_count" in call.params:
         given.append(("_count", str(sr.count)))
+    given.extend(shaping)
     bundle = searchset(req, comp_type, None, result, source, path, given)
     return FhirResponse(200, resource=bundle)
 

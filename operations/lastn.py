@@ -42,8 +42,9 @@ def lastn(call: OperationCall) -> FhirResponse:
                                f"$lastn orders and limits its answer itself; it takes no "
                                f"'{name}'", name)
     max_per_code = int(call.params.get("max", 1))
+    shaping = [(k, v) for k, v in req.query if k in ("_summary", "_elements")]
     sr = parse_search(
-        "Observation", call.params.search, req.prefer.get("handling") == "strict",
+        "Observation", call.params.search + shaping, req.prefer.get("handling") == "strict",
         call.compartment, req.base_url,
         default_count=ctx.config.default_page_size, max_count=ctx.config.max_page_size,
     )
