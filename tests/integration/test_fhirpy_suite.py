@@ -50,9 +50,6 @@ EXPECTED_FAILURES: dict[str, tuple[str, ...]] = {
     "test_conditional_delete__one_match": (_DELETE,),
     "test_authorization_error": (_AUTH,),
     "test_is_valid": (_OPS,),  # $validate
-    "test_client_execute_lastn": (_OPS,),  # $lastn
-    "test_searchset_execute_lastn": (_OPS,),
-    "test_resource_execute_lastn": (_OPS,),  # Patient/[id]/Observation/$lastn
 }
 
 
