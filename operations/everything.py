@@ -95,6 +95,7 @@ def everything(call: OperationCall, comp_type: str) -> FhirResponse:
     sr = parse_search(None, pairs, False, comp, req.base_url,
                       default_count=ctx.config.default_page_size,
                       max_count=ctx.config.max_page_size)
+    sr.compartment_self = True
     members = compartment_resource_types(comp_type)
     sr.types = tuple(t for t in members if types is None or t in types)
     sr.includes = [Include("*", "*", t, False, False) for t in REFERENCED[comp_type]

@@ -159,7 +159,8 @@ class QueryBuilder:
         for crit in req.criteria:
             conds.append(self.criterion(alias, req.types, crit, args, drive=crit is driver))
         if req.compartment is not None:
-            conds.append(self.compartment(alias, req.types, req.compartment, args))
+            conds.append(self.compartment(alias, req.types, req.compartment, args,
+                                          req.compartment_self))
         if req.restriction:
             drive = driver is None and req.compartment is None
             conds.append(self.restricted(alias, req.types, req.restriction, args, drive))
@@ -381,11 +382,13 @@ class QueryBuilder:
         return sql + ")"
 
     def compartment(
-        self, alias: str, types: tuple[str, ...], comp: tuple[str, str], args: list[Any]
+        self, alias: str, types: tuple[str, ...], comp: tuple[str, str], args: list[Any],
+        with_self: bool = False,
     ) -> str:
-        """Membership of https://hl7.org/fhir/R4/compartmentdefinition.html compartments;
-        with the id ANY_COMPARTMENT_ID, of any compartment of that type (and every resource of
-        the compartment type itself)."""
+        """Membership of https://hl7.org/fhir/R4/compartmentdefinition.html compartments
+        (`with_self`: and the compartment's own resource, as `$everything` wants); with the id
+        ANY_COMPARTMENT_ID, of any compartment of that type (and every resource of the
+        compartment type itself)."""
         ctype, cid = comp
         any_id = cid == ANY_COMPARTMENT_ID
         parts: list[str] = []
@@ -406,8 +409,8 @@ class QueryBuilder:
                     f"WHERE {i}.res_type = ? AND {i}.param IN ({', '.join('?' * len(params))}) "
                     f"AND {i}.target_type = ?{target})"
                 )
-            if (SELF in compartment_params(ctype, t) or t == ctype) and not any_id:
-                # the compartment's own resource, as access grants see it (_member)
+            own = SELF in compartment_params(ctype, t) or (with_self and t == ctype)
+            if own and not any_id:
                 part_args.append(cid)
                 alts.append(f"{alias}.res_id = ?")
             if alts:
