@@ -69,8 +69,12 @@ class SearchEngine:
         if req.count > 0:
             self._page(q, b, req, where, result)
         if req.total != "none" or req.summary == "count":
-            rows = q.query(f"SELECT COUNT(*) FROM resources r WHERE {where.text}", where.args)
-            result.total = int(rows[0][0])
+            if req.count > 0 and req.cursor is None and result.next_cursor is None:
+                result.total = len(result.pks)  # the first page holds every match
+            else:
+                rows = q.query(f"SELECT COUNT(*) FROM resources r WHERE {where.text}",
+                               where.args)
+                result.total = int(rows[0][0])
         self._include(q, req, result)
         return result
 
