@@ -19,7 +19,8 @@ class Route:
     res_type: str | None = None
     res_id: str | None = None
     version: str | None = None
-    compartment_type: str | None = None  # the resource type searched inside a compartment
+    compartment_type: str | None = None  # the resource type searched (or operated on) inside
+    # a compartment: res_type/res_id name the compartment
     operation: str | None = None
 
 
@@ -45,6 +46,10 @@ def route(method: str, path: str) -> Route:
             rt = _type(parts[0]) if op_at >= 1 else None
             rid = parts[1] if op_at == 2 else None
             return Route("operation", rt, rid, operation=parts[op_at][1:])
+        if op_at == n - 1 == 3:  # [type]/[id]/[type]/$op: a type-level operation inside a
+            # compartment (as fhirpy calls Patient/[id]/Observation/$lastn)
+            return Route("operation", _type(parts[0]), _id(parts[1]),
+                         compartment_type=_type(parts[2]), operation=parts[3][1:])
     if n == 0:
         if m == "POST":
             return Route("bundle")

@@ -24,6 +24,7 @@ from fhir_server.responses import gone, not_found
 from fhir_server.routing import Route
 from fhir_server.store.base import StoredResource, StoreTx
 from operations.parameters import Params, parse_input, to_output
+from resources.compartments import compartment_params, is_compartment_type
 
 DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 CANONICAL_BASE = "https://telefhir.org/fhir"
@@ -42,6 +43,7 @@ class OperationCall:
     res_type: str | None  # None at system level
     res_id: str | None  # set at instance level
     params: Params
+    compartment: tuple[str, str] | None = None  # Patient/[id]/Observation/$lastn: (Patient, id)
 
     @property
     def level(self) -> str:
@@ -191,10 +193,23 @@ def definition(def_id: str) -> dict[str, Any] | None:
 
 
 def invoke(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
-    """Run `[base]/[type]/[id]/$op`: find the operation, check the method, parse its
+    """Run `[base]/[type]/[id]/$op` (or `[type]/[id]/[type]/$op`, inside a compartment, for an
+    operation that takes search parameters): find the operation, check the method, parse its
     parameters, run the before_operation hooks and the handler, and shape the answer."""
     assert route.operation is not None
-    op = find(route.operation, route.res_type, route.res_id is not None)
+    res_type, res_id = route.res_type, route.res_id
+    compartment: tuple[str, str] | None = None
+    if route.compartment_type is not None:  # [type]/[id]/[type]/$op
+        assert res_type is not None and res_id is not None
+        compartment = (res_type, res_id)
+        res_type, res_id = route.compartment_type, None
+    op = find(route.operation, res_type, res_id is not None)
+    if compartment is not None and not (op.search_params and is_compartment_type(compartment[0])
+                                        and compartment_params(compartment[0], res_type or "")):
+        raise FhirError.of(
+            400, "not-supported",
+            f"${op.code} cannot be invoked inside the {compartment[0]} compartment: only "
+            f"operations that take the search parameters of a type in it can")
     method = "GET" if req.method == "HEAD" else req.method
     if method not in ("GET", "POST"):
         raise FhirError.of(405, "not-supported",
@@ -203,7 +218,7 @@ def invoke(ctx: Context, req: FhirRequest, route: Route) -> FhirResponse:
         raise FhirError.of(405, "not-supported",
                            f"${op.code} changes data: invoke it with POST, not GET")
     params = parse_input(op.definition, req, method, allow_search=op.search_params)
-    call = OperationCall(ctx, req, op, route.res_type, route.res_id, params)
+    call = OperationCall(ctx, req, op, res_type, res_id, params, compartment)
     ctx.hooks.run("before_operation", ctx, req, call)
     result = op.handler(call)
     if isinstance(result, FhirResponse):

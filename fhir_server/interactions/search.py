@@ -86,20 +86,30 @@ def searchset(
     compartment: tuple[str, str] | None,
     result: SearchResult,
     source: BodySource,
+    link_path: str | None = None,
+    link_params: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The searchset Bundle of one page."""
+    """The searchset Bundle of one page. Its links repeat the search; an operation that
+    answers with a searchset (`$everything`, `$lastn`) gives its own `link_path` (below the
+    base) and `link_params` instead, and pages with `_cursor` like a search."""
     sr = result.request
     base = req.base_url.rstrip("/")
-    applied = list(sr.applied)
+    applied = list(sr.applied if link_params is None else link_params)
     # the links answer in the format asked for (https://hl7.org/fhir/R4/http.html#paging)
     applied += [(k, v) for k, v in req.query if k in _FORMAT_PARAMS and (k, v) not in applied]
+
+    def link(params: list[tuple[str, str]]) -> str:
+        if link_path is None:
+            return _link(req, res_type, compartment, params)
+        query = "?" + urlencode(params, safe=":|,/$*", quote_via=quote) if params else ""
+        return f"{base}/{link_path}{query}"
+
     self_params = applied + ([("_cursor", sr.cursor)] if sr.cursor else [])
-    links = [{"relation": "self", "url": _link(req, res_type, compartment, self_params)}]
+    links = [{"relation": "self", "url": link(self_params)}]
     if result.next_cursor:
-        url = _link(req, res_type, compartment, applied + [("_cursor", result.next_cursor)])
-        links.append({"relation": "next", "url": url})
+        links.append({"relation": "next", "url": link(applied + [("_cursor", result.next_cursor)])})
     if result.prev_cursor:
-        url = _link(req, res_type, compartment, applied + [("_cursor", result.prev_cursor)])
+        url = link(applied + [("_cursor", result.prev_cursor)])
         links.append({"relation": "previous", "url": url})
     bodies = source.load_bodies(result.pks + result.include_pks) if result.pks else {}
     entries: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from fhir_server.errors import FhirError, Issue
 from fhir_server.search.cursor import decode_cursor, encode_cursor
 from fhir_server.search.include import resolve_includes
+from fhir_server.search.lastn import last_n
 from fhir_server.search.model import SearchRequest
 from fhir_server.search.parse import parse_search
 from fhir_server.search.query import QueryBuilder, Sql
@@ -68,13 +69,30 @@ class SearchEngine:
         if req.count > 0:
             self._page(q, b, req, where, result)
         if req.total != "none" or req.summary == "count":
-            rows = q.query(f"SELECT COUNT(*) FROM resources r WHERE {where.text}", where.args)
-            result.total = int(rows[0][0])
+            if req.count > 0 and req.cursor is None and result.next_cursor is None:
+                result.total = len(result.pks)  # the first page holds every match
+            else:
+                rows = q.query(f"SELECT COUNT(*) FROM resources r WHERE {where.text}",
+                               where.args)
+                result.total = int(rows[0][0])
+        self._include(q, req, result)
+        return result
+
+    def last_n(self, q: Queryable, req: SearchRequest, max_per_code: int) -> SearchResult:
+        """The newest `max_per_code` matches of an Observation search per code, grouped by
+        code, and what they include; `total` is their number
+        (https://hl7.org/fhir/R4/observation-operation-lastn.html; fhir_server.search.lastn)."""
+        result = SearchResult(request=req, warnings=list(req.warnings))
+        result.pks = last_n(q, req, max_per_code)
+        result.total = len(result.pks)
+        self._include(q, req, result)
+        return result
+
+    def _include(self, q: Queryable, req: SearchRequest, result: SearchResult) -> None:
         allowed = None
         if req.include_restriction:
             allowed = partial(self._allowed, q, restrictions=req.include_restriction)
         result.include_pks = resolve_includes(q, req.includes, result.pks, allowed)
-        return result
 
     def _allowed(
         self, q: Queryable, pks: list[int], restrictions: Sequence[Restriction]

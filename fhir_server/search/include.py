@@ -3,7 +3,7 @@ reference index rows of the page's resources, repeated for ``:iterate``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -49,22 +49,26 @@ def _chunks(pks: list[int]) -> Iterable[list[int]]:
         yield pks[i : i + _CHUNK]
 
 
-def _forward(q: Queryable, inc: Include, pks: list[int]) -> list[int]:
+def _forward(
+    q: Queryable, source_type: str, param: str, targets: Collection[str] | None, pks: list[int]
+) -> list[int]:
+    """Targets (of `targets` types; None: any) of the `source_type:param` references of
+    `pks`: the includes that differ only in their target type are one query."""
     false = q.dialect.bool_false
     out: list[int] = []
     for chunk in _chunks(pks):
         args: list[Any] = list(chunk)
         conds = [f"ref.res_pk IN ({', '.join('?' * len(chunk))})"]
-        if inc.source_type != "*":
+        if source_type != "*":
             # the (res_pk, param) index, not (res_type, ...), on a planner without statistics
             conds.append(f"{q.dialect.unindexed('ref.res_type')} = ?")
-            args.append(inc.source_type)
-        if inc.param != "*":
+            args.append(source_type)
+        if param != "*":
             conds.append("ref.param = ?")
-            args.append(inc.param)
-        if inc.target_type:
-            conds.append("t.res_type = ?")
-            args.append(inc.target_type)
+            args.append(param)
+        if targets:
+            conds.append(f"t.res_type IN ({', '.join('?' * len(targets))})")
+            args.extend(sorted(targets))
         sql = (
             "SELECT DISTINCT t.pk FROM idx_reference ref JOIN resources t "
             "ON t.res_type = ref.target_type AND t.res_id = ref.target_id "
@@ -118,8 +122,22 @@ def resolve_includes(
         if not active or not frontier:
             break
         new: list[int] = []
+        forward: dict[tuple[str, str], set[str] | None] = {}  # (source, param): targets
         for inc in active:
-            got = _reverse(q, inc, frontier) if inc.reverse else _forward(q, inc, frontier)
+            if inc.reverse:
+                continue
+            key = (inc.source_type, inc.param)
+            if key in forward and forward[key] is None:
+                continue  # already to every target type
+            if inc.target_type is None:
+                forward[key] = None
+            else:
+                targets = forward.setdefault(key, set())
+                assert targets is not None
+                targets.add(inc.target_type)
+        found_now = [_reverse(q, inc, frontier) for inc in active if inc.reverse]
+        found_now += [_forward(q, s, p, t, frontier) for (s, p), t in forward.items()]
+        for got in found_now:
             for pk in got:
                 if pk not in seen:
                     seen.add(pk)

@@ -180,6 +180,11 @@ class Include:
     reverse: bool
 
 
+ANY_COMPARTMENT_ID = "*"
+"""As the id of SearchRequest.compartment: members of any compartment of that type (never a
+valid id: https://hl7.org/fhir/R4/datatypes.html#id), as type-level `Patient/$everything` asks."""
+
+
 @dataclass
 class SearchRequest:
     """A parsed search (https://hl7.org/fhir/R4/search.html)."""
@@ -194,6 +199,7 @@ class SearchRequest:
     elements: tuple[str, ...] = ()
     cursor: str | None = None
     compartment: tuple[str, str] | None = None
+    compartment_self: bool = False  # the compartment's own resource matches too ($everything)
     applied: list[tuple[str, str]] = field(default_factory=list)  # for the self link
     warnings: list[Issue] = field(default_factory=list)
     # fhir_server.access: what the caller may see, applied in SQL to the matches, the total,

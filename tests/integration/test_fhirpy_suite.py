@@ -29,7 +29,6 @@ _TYPE = "Bundle entries without resourceType"
 _POST_ID = "a POST that keeps the client's id"
 _DELETE = "a 200 answer to delete"
 _AUTH = "an authorization check (the suite runs against --no-auth)"
-_OPS = "an operation not built yet"
 
 # test name -> why it fails; each runs in the sync and the async suite
 EXPECTED_FAILURES: dict[str, tuple[str, ...]] = {
@@ -49,9 +48,6 @@ EXPECTED_FAILURES: dict[str, tuple[str, ...]] = {
     "test_typed_patch": (_TYPE,),
     "test_conditional_delete__one_match": (_DELETE,),
     "test_authorization_error": (_AUTH,),
-    "test_client_execute_lastn": (_OPS,),  # $lastn
-    "test_searchset_execute_lastn": (_OPS,),
-    "test_resource_execute_lastn": (_OPS,),  # Patient/[id]/Observation/$lastn
 }
 
 
