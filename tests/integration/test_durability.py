@@ -36,14 +36,15 @@ def _free_port() -> int:
 class Node:
     """One `telefhir serve` process group."""
 
-    def __init__(self, db: str, cwd: Path, log: Path) -> None:
+    def __init__(self, db: str, cwd: Path, log: Path, auth: bool = False) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TELEFHIR_")}
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
-            [str(TELEFHIR), "serve", "--no-auth", "--port", str(self.port), "--db", db,
-             "--workers", "2", "--mllp-port", "0", "--media-port", "0"],
+            [str(TELEFHIR), "serve", *(() if auth else ("--no-auth",)), "--port",
+             str(self.port), "--db", db, "--workers", "2", "--mllp-port", "0",
+             "--media-port", "0"],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -79,9 +80,10 @@ class Node:
 
 
 @contextmanager
-def serving(db: str, cwd: Path) -> Iterator[Node]:
-    """A node that is killed (SIGKILL to its group) however the block ends."""
-    node = Node(db, cwd, cwd / "serve.log")
+def serving(db: str, cwd: Path, auth: bool = False) -> Iterator[Node]:
+    """A node (`--no-auth` unless `auth`) that is killed (SIGKILL to its group) however the
+    block ends."""
+    node = Node(db, cwd, cwd / "serve.log", auth)
     try:
         yield node
     finally:
