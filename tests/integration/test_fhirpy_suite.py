@@ -3,8 +3,8 @@ real `telefhir serve` with authorization on, on both backends: the suite's clien
 SMART Backend Services token (system/*.cruds) that the test gets as any backend app does
 (registered with `telefhir apps register --backend`, an RS384 assertion signed with PyJWT).
 The suite runs unchanged from ../shared/data/peer-suites/fhirpy in its own pinned venv
-(`.peer-venvs/fhirpy`, made by `make test` from tests/peer/fhirpy-requirements.txt). Exactly the tests listed below fail,
-each for the reason given; the README's Compatibility section lists the same tests, so a new
+(`.peer-venvs/fhirpy`, made by `make test` from tests/peer/fhirpy-requirements.txt). Exactly
+the tests listed below fail, each for the reason given; the README's Compatibility section lists the same tests, so a new
 failure, or an exception that starts to pass, fails this test."""
 
 from __future__ import annotations
