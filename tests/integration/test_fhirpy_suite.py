@@ -4,8 +4,8 @@ SMART Backend Services token (system/*.cruds) that the test gets as any backend 
 (registered with `telefhir apps register --backend`, an RS384 assertion signed with PyJWT).
 The suite runs unchanged from ../shared/data/peer-suites/fhirpy in its own pinned venv
 (`.peer-venvs/fhirpy`, made by `make test` from tests/peer/fhirpy-requirements.txt). Exactly
-the tests listed below fail, each for the reason given; the README's Compatibility section lists the same tests, so a new
-failure, or an exception that starts to pass, fails this test."""
+the tests listed below fail, each for the reason given; the README's Compatibility section
+lists the same tests, so a new failure, or an exception that starts to pass, fails this test."""
 
 from __future__ import annotations
 
