@@ -80,11 +80,14 @@ def require_visible(
     ctx: Context, q: Queryable, action: str, res_type: str, res_id: str
 ) -> None:
     """403 unless the current `res_type/res_id` (as indexed in `q`, which may be an open write
-    transaction) is inside every restriction of `action` for the request being served."""
+    transaction) is inside every restriction of `action` for the request being served. A
+    resource that does not exist at all passes: the caller answers 404 for it, as it would to
+    an unrestricted client (a deleted one stays outside a restriction)."""
     found = restrictions(ctx, ctx.request, action)
     if not found:
         return
-    if not ctx.search_engine.visible(q, res_type, res_id, found):
+    if not ctx.search_engine.visible(q, res_type, res_id, found) and q.query(
+            "SELECT 1 FROM resources WHERE res_type = ? AND res_id = ?", (res_type, res_id)):
         reasons = "; ".join(dict.fromkeys(r.reason for r in found))
         raise FhirError.of(
             403, "forbidden", f"{action} of {res_type}/{res_id} is not permitted: {reasons}"

@@ -24,7 +24,15 @@ from fhir_server.principal import internal
 from fhir_server.request import FhirRequest
 from smart_apps.passwords import hash_password
 from smart_apps.plugin import records_of
-from smart_apps.records import AuthRecords, ClientRecord, LaunchRecord, digest, new_secret, now_us
+from smart_apps.records import (
+    AuthRecords,
+    ClientRecord,
+    LaunchRecord,
+    digest,
+    new_client_id,
+    new_secret,
+    now_us,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -123,7 +131,7 @@ class SmartServer:
                  scopes: str | None = None) -> tuple[str, str | None]:
         """(client_id, client_secret or None)."""
         secret = new_secret(24) if method == "client_secret_basic" else None
-        cid = new_secret(12)
+        cid = new_client_id()  # as `telefhir apps register` makes them (never a leading -)
         self.records.add_client(ClientRecord(
             cid, name, digest(secret) if secret else None, method, redirect_uris, launch_url,
             jwks, jwks_url, backend, tuple(scopes.split()) if scopes is not None else None))
