@@ -54,12 +54,12 @@ class Prober(threading.Thread):
         self.url, self.rate = url, rate
         self.latencies_ms: list[float] = []
         self.errors = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         http = requests.Session()
         next_t = time.monotonic()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             t = time.monotonic()
             try:
                 ok = http.get(self.url, timeout=5).status_code == 200
@@ -68,10 +68,10 @@ class Prober(threading.Thread):
             self.latencies_ms.append((time.monotonic() - t) * 1000)
             self.errors += 0 if ok else 1
             next_t += 1 / self.rate
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+            self._halt.wait(max(0.0, next_t - time.monotonic()))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
