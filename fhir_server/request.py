@@ -23,6 +23,9 @@ class FhirRequest:
     base_url: str = "http://localhost:8080/fhir"  # absolute base URL, no trailing slash
     principal: Principal | None = None  # who is asking: set by the authentication hook
     remote_addr: str | None = None  # the client's IP address, for audit
+    # False: the audit trail does not record this request, because its caller already had the
+    # same query recorded (a live stream re-reading what it showed: smart_apps.video)
+    audited: bool = True
     # fhir_server.access.restrictions computed for this request, by action
     restrictions: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False)
 

@@ -62,7 +62,7 @@ class Auditor:
 
     def record(self, ctx: Context, req: FhirRequest, resp: FhirResponse) -> None:
         """The AuditEvent of `req` and its answer, durable before the answer is sent."""
-        if req.path in UNAUDITED_PATHS:
+        if req.path in UNAUDITED_PATHS or not req.audited:
             return
         event = rest_event(req, resp, ctx.config.public_base_url or req.base_url)
         if ctx.tx is not None:  # an internal client's transaction: commits (or not) with it

@@ -80,17 +80,28 @@ class QueueReader:
     """Reads one practitioner's queue with one caller's Authorization header."""
 
     def __init__(self, ctx: Context, dispatcher: Dispatcher, base_url: str,
-                 auth: str | None, practitioner: str, day: date | None) -> None:
+                 auth: str | None, practitioner: str, day: date | None,
+                 remote_addr: str | None = None) -> None:
         self.ctx, self.dispatcher, self.base_url = ctx, dispatcher, base_url
         self.auth, self.practitioner, self.day = auth, practitioner, day
+        self.remote_addr = remote_addr
+        # each search is audited the first time this reader runs it; a live stream's later
+        # polls repeat the same queries (the audit trail records queries, BALP Query) and
+        # would otherwise write several AuditEvents a second for as long as a queue is open
+        self._audited: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
     def _search(self, res_type: str, query: list[tuple[str, str]]) -> FhirResponse:
         headers = {"accept": "application/fhir+json"}
         if self.auth:
             headers["authorization"] = self.auth
+        key = (res_type, tuple(query))
         req = FhirRequest(method="GET", path=res_type, query=[*query, ("_count", "1000")],
-                          headers=headers, base_url=self.base_url)
-        return self.dispatcher.handle(req)
+                          headers=headers, base_url=self.base_url, remote_addr=self.remote_addr,
+                          audited=key not in self._audited)
+        resp = self.dispatcher.handle(req)
+        if resp.status < 400:
+            self._audited.add(key)
+        return resp
 
     def _entries(self, resp: FhirResponse) -> list[dict[str, Any]]:
         if resp.status != 200:
@@ -287,7 +298,8 @@ def _queue_reader() -> QueueReader | Response:
         except ValueError:
             return _outcome(400, "value", f"date must be YYYY-MM-DD, not {request.args['date']}")
     return QueueReader(_ctx(), current_app.extensions["telefhir.dispatcher"], _fhir_base(),
-                       request.headers.get("Authorization"), practitioner, day)
+                       request.headers.get("Authorization"), practitioner, day,
+                       request.remote_addr)
 
 
 def blueprint() -> Blueprint:

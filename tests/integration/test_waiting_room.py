@@ -23,6 +23,7 @@ from operations.billing.gather import location_types
 from operations.visits import settings as visit_settings
 from operations.visits.timezones import TIMEZONE_EXT, day_bounds, today, zone
 from operations.visits.virtual import APPOINTMENT_VIRTUAL, CHANNEL_SYSTEM
+from tests.integration.audit_support import audit_events, auditor_token, queries
 from tests.integration.smart_support import SmartServer, bearer, token_for
 
 BILLING_DATA = Path(__file__).resolve().parents[2] / "operations" / "billing" / "data"
@@ -463,3 +464,28 @@ def test_stream_ends_on_revocation_and_after_its_life(clinic: SmartServer,
         assert events.until(lambda name, _d: name == "reconnect") == {"after": 1}
     finally:
         events.close()
+
+
+def test_a_live_queue_audits_each_query_once_not_each_poll(clinic: SmartServer) -> None:
+    """The stream re-reads the queue every TELEFHIR_QUEUE_POLL (0.2 s here): the audit trail
+    records each distinct search of it once (BALP Query), and again when the queue's contents
+    make the search change (a newly checked-in patient), not several events a second."""
+    s = clinic
+    lo, _hi = _kolkata_day()
+    _appt(s, "a1", lo + timedelta(minutes=30), "pa")
+    doc = token_for(s, CLINICIAN)
+    events = Events(f"{s.root}/visit/queue/events?practitioner=Practitioner/dr1", bearer(doc))
+    try:
+        events.until(lambda name, _d: name == "queue")
+        time.sleep(2.0)  # about ten polls
+        _op(s, "Appointment/a1/$check-in", doc)
+        events.until(lambda _n, d: _item(d, "a1")["arrived"] is not None)
+        time.sleep(1.0)
+    finally:
+        events.close()
+    audits = audit_events(s, auditor_token(s), "subtype=search-type")
+    appointment_searches = [e for e in audits
+                            if any(q.startswith("Appointment?") for q in queries(e))]
+    assert len(appointment_searches) == 1, [queries(e) for e in appointment_searches]
+    encounter_searches = [e for e in audits if any(q.startswith("Encounter?") for q in queries(e))]
+    assert 1 <= len(encounter_searches) <= 2, [queries(e) for e in encounter_searches]
