@@ -26,6 +26,7 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from resources.fhirpath_lock import FHIRPATH_LOCK
 from resources.structure import COMPLEX, PRIMITIVE, RESOURCE, XHTML, Element, Node, registry
 
 AST = dict[str, Any]
@@ -427,8 +428,9 @@ class _Evaluator:
             type_path = el.path if el.type == "BackboneElement" else loc.type_name
         env = {"resource": self.resource, "rootResource": self.resource}
         try:
-            result = apply_parsed_path(ResourceNode.create_node(data, type_path),
-                                       {"children": [criteria]}, env, _R4_MODEL)
+            with FHIRPATH_LOCK:  # fhirpathpy keeps evaluation state in module globals
+                result = apply_parsed_path(ResourceNode.create_node(data, type_path),
+                                           {"children": [criteria]}, env, _R4_MODEL)
         except Exception as exc:  # fhirpathpy raises plain Exceptions
             raise PathError(400, f"The where() criteria cannot be evaluated: {exc}") from exc
         return bool(result == [True])
