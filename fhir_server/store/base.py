@@ -57,6 +57,11 @@ class Queryable(Protocol):
 class StoreTx(Queryable, Protocol):
     """An open, atomic unit of writes: everything commits together or nothing does."""
 
+    def query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one `?`-style statement (no result rows) once per row of arguments, in one
+        driver call (the DB-API `executemany`)."""
+        ...
+
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
         """Current version (possibly a deletion), or None if the id never existed; the row stays
         locked against other writers until the transaction ends."""

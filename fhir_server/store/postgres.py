@@ -178,6 +178,7 @@ class PostgresTx:
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies
         self.query = ops.query
+        self.query_many = ops.query_many
 
     def lock(self, key: str) -> None:
         """Take a transaction-scoped advisory lock on a 64-bit hash of `key`."""

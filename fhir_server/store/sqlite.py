@@ -211,6 +211,7 @@ class SqliteTx:
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies
         self.query = ops.query
+        self.query_many = ops.query_many
 
     def lock(self, key: str) -> None:
         """Writers are already serialised by SQLite's database write lock."""

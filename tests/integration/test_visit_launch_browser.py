@@ -32,7 +32,8 @@ def _frames(page: Page) -> int:
 
 
 def _in_visit(page: Page) -> None:
-    page.wait_for_function("window.telefhirVisit && telefhirVisit.state.startedAt !== null", timeout=45_000)
+    page.wait_for_function("window.telefhirVisit && telefhirVisit.state.startedAt !== null",
+                           timeout=45_000)
 
 
 def _launch(s: SmartServer, doctor: Page, cid: str, encounter: str) -> None:
