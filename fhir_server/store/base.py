@@ -57,11 +57,6 @@ class Queryable(Protocol):
 class StoreTx(Queryable, Protocol):
     """An open, atomic unit of writes: everything commits together or nothing does."""
 
-    def query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one `?`-style statement (no result rows) once per row of arguments, in one
-        driver call (the DB-API `executemany`)."""
-        ...
-
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
         """Current version (possibly a deletion), or None if the id never existed; the row stays
         locked against other writers until the transaction ends."""
@@ -143,6 +138,13 @@ class ResourceStore(Queryable, Protocol):
         then read and written with `query` on the store or on an open StoreTx (in the same
         transaction as resource writes); `UPDATE ... RETURNING` claims rows atomically on both
         backends."""
+        ...
+
+    def append(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """Run one `?`-style write statement as a transaction of its own, committed (durable)
+        when this returns: the cheapest durable append (SQLite: one autocommit statement under
+        the writer lock, so one release of the interpreter lock for BEGIN, the write and
+        COMMIT; PostgreSQL: one statement on a pooled connection)."""
         ...
 
     def close(self) -> None:

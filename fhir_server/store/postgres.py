@@ -121,6 +121,10 @@ class PostgresStore:
         with self._read_ops() as ops:
             return ops.query(sql, args)
 
+    def append(self, sql: str, args: Sequence[Any] = ()) -> None:
+        with self._pool.connection() as conn:  # committed when the block ends
+            conn.execute(POSTGRESQL.sql(sql), args)
+
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
         # commits on normal exit, rolls back on error
@@ -178,7 +182,6 @@ class PostgresTx:
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies
         self.query = ops.query
-        self.query_many = ops.query_many
 
     def lock(self, key: str) -> None:
         """Take a transaction-scoped advisory lock on a 64-bit hash of `key`."""

@@ -140,10 +140,6 @@ class SqlOps:
         """Execute `?`-style SQL."""
         return self._execute(self.dialect.sql(sql), args)
 
-    def query_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Execute one `?`-style statement with each row of arguments (executemany)."""
-        self._executemany(self.dialect.sql(sql), [tuple(r) for r in rows])
-
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Execute `?`-style SQL and fetch every row (none for statements without rows)."""
         cur = self.run(sql, args)

@@ -141,6 +141,16 @@ class SqliteStore:
         with self._writers.turn():
             yield from self._transaction(conn)
 
+    def append(self, sql: str, args: Sequence[Any] = ()) -> None:
+        conn = self._conn()
+        if conn.in_transaction:
+            raise RuntimeError("store append inside a transaction on one thread")
+        if self._writers is None:
+            conn.execute(sql, args)
+            return
+        with self._writers.turn():
+            conn.execute(sql, args)  # autocommit: its own transaction, committed on return
+
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[StoreTx]:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -211,7 +221,6 @@ class SqliteTx:
         self.delete = ops.delete
         self.load_bodies = ops.load_bodies
         self.query = ops.query
-        self.query_many = ops.query_many
 
     def lock(self, key: str) -> None:
         """Writers are already serialised by SQLite's database write lock."""
