@@ -219,6 +219,10 @@ async def party(http: aiohttp.ClientSession, media: str, visit: dict[str, Any], 
             if n is not None:
                 stream.got(n)
         t.receiver._RTCRtpReceiver__decoder_queue = _Tap(on_encoded)  # type: ignore[attr-defined]
+        # Nor is the bandwidth estimated (a sixth of the load's CPU): a passthrough relay
+        # forwards what it gets, so this subscriber's REMB would change nothing upstream.
+        # (In transcode mode it sets the relay's encoder bitrate and stays.)
+        t.receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
     else:
         @sub.on("track")
         def on_track(track: Any) -> None:

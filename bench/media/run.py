@@ -39,6 +39,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes on all cores have used since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -163,6 +170,7 @@ def main() -> int:
         time.sleep(args.warmup)
         cpu0, t0 = _cpu_seconds(media_proc.pid), time.monotonic()
         load_cpu0 = sum(_cpu_seconds(p.pid) for p in loads)
+        busy0 = _machine_busy_seconds()
         profilers = _profile(args, media_proc.pid, loads[0].pid) if args.profile else []
         prober = None
         ctx = None
@@ -179,6 +187,7 @@ def main() -> int:
         elapsed = time.monotonic() - t0
         media_cpu = _cpu_seconds(media_proc.pid) - cpu0
         load_cpu = sum(_cpu_seconds(p.pid) for p in loads) - load_cpu0
+        busy = _machine_busy_seconds() - busy0
         outs = [p.communicate(timeout=args.duration + args.warmup + 300)[0] for p in loads]
         for prof in profilers:
             prof.wait(60)
@@ -216,6 +225,9 @@ def main() -> int:
         "media_cpu_pct_of_one_core": round(cpu_pct, 1),
         "media_cpu_pct_per_visit": round(cpu_pct / args.visits, 2),
         "load_cpu_pct": round(100 * load_cpu / elapsed, 1),
+        # everything else on the machine in the window (the FHIR server and its prober with
+        # --fhir, and anything not ours): a disturbed run shows here
+        "other_cpu_pct": round(100 * (busy - media_cpu - load_cpu) / elapsed, 1),
         "visits_per_core_at_this_cpu": round(args.visits / (cpu_pct / 100), 1)
         if cpu_pct else None,
         "workdir": str(work),
