@@ -2,11 +2,12 @@
 plain aiortc RTCPeerConnection that publishes synthetic 640x480 15 fps VP8 video at ~500 kbps
 (and Opus audio) over WHIP and subscribes to the other party over WHEP.
 
-To keep the load generator cheap, video is encoded once at start (a loop of FRAMES frames,
-each carrying its number as a 16-bit block pattern) and replayed; the received side reads each
-frame's number (from the encoded bytes in passthrough mode, where the relay forwards them
-unchanged, or from the decoded pixels in transcode mode) to measure end-to-end latency and
-loss. Prints one JSON line of results. Driven by bench/media/run.py."""
+To keep the load generator cheap, video is encoded once per run (a loop of FRAMES frames,
+each carrying its number as a 16-bit block pattern, shared by the load processes through
+--video-cache) and replayed as encoded packets; the received side reads each frame's number
+(from the encoded bytes in passthrough mode, where the relay forwards them unchanged, or from
+the decoded pixels in transcode mode) to measure end-to-end latency and loss, and counts Opus
+frames without decoding them. Prints one JSON line of results. Driven by bench/media/run.py."""
 
 from __future__ import annotations
 
