@@ -25,7 +25,14 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from media.relay import PASSTHROUGH, Source, forward_keyframe_requests, tap_receiver
+from media.relay import (
+    PASSTHROUGH,
+    Source,
+    forward_keyframe_requests,
+    release_complete_frames,
+    tap_receiver,
+    use_realtime_encoder,
+)
 from operations.visits.rooms import Grant
 
 log = logging.getLogger("telefhir.media")
@@ -140,6 +147,8 @@ class LiveRoom:
                 _prefer_codecs(t)
                 if self.mode == PASSTHROUGH:
                     tap_receiver(t.receiver, p.sources[t.kind])
+                else:
+                    release_complete_frames(t.receiver)
             await pc.setLocalDescription(await pc.createAnswer())
         except SignalingError:
             await pc.close()
@@ -187,6 +196,8 @@ class LiveRoom:
                 _prefer_codecs(t)
                 if self.mode == PASSTHROUGH:
                     forward_keyframe_requests(t.sender, track)
+                elif t.kind == "video":
+                    use_realtime_encoder(t.sender)
             await pc.setLocalDescription(await pc.createAnswer())
         except SignalingError:
             await pc.close()

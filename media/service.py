@@ -19,6 +19,7 @@ from aiohttp import web
 from aiortc import RTCIceServer
 
 from fhir_server.store.base import ResourceStore
+from media import audio_level
 from media.http import MediaHttp, ice_link_headers
 from media.options import BASE_PATH, MediaConfig
 from media.ports import use_port_range
@@ -37,6 +38,7 @@ class MediaService:
             raise ValueError(f"--media-mode must be one of {', '.join(MODES)}")
         self.config = config
         self.store = store
+        audio_level.install()  # aiortc's per-sample Python loop, vectorised (same values)
         self.rooms: dict[str, LiveRoom] = {}
         self._ice = [RTCIceServer(urls=s["urls"], username=s.get("username"),
                                   credential=s.get("credential")) for s in config.ice_servers]

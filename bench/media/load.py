@@ -2,11 +2,12 @@
 plain aiortc RTCPeerConnection that publishes synthetic 640x480 15 fps VP8 video at ~500 kbps
 (and Opus audio) over WHIP and subscribes to the other party over WHEP.
 
-To keep the load generator cheap, video is encoded once at start (a loop of FRAMES frames,
-each carrying its number as a 16-bit block pattern) and replayed; the received side reads each
-frame's number (from the encoded bytes in passthrough mode, where the relay forwards them
-unchanged, or from the decoded pixels in transcode mode) to measure end-to-end latency and
-loss. Prints one JSON line of results. Driven by bench/media/run.py."""
+To keep the load generator cheap, video is encoded once per run (a loop of FRAMES frames,
+each carrying its number as a 16-bit block pattern, shared by the load processes through
+--video-cache) and replayed as encoded packets; the received side reads each frame's number
+(from the encoded bytes in passthrough mode, where the relay forwards them unchanged, or from
+the decoded pixels in transcode mode) to measure end-to-end latency and loss, and counts Opus
+frames without decoding them. Prints one JSON line of results. Driven by bench/media/run.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import contextlib
 import fractions
 import hashlib
 import json
+import os
 import queue
+import struct
 import sys
 import time
 from typing import Any
@@ -74,6 +77,27 @@ def encode_video() -> list[bytes]:
     for packet in ctx.encode(None):
         out.append(bytes(packet))
     return out[:FRAMES]
+
+
+def cached_video(path: str | None) -> list[bytes]:
+    """The encoded loop from `path` (length-prefixed frames), encoding and writing it first
+    if it is not there, so that N load processes encode the stream once, not N times."""
+    if path and os.path.exists(path):
+        data = memoryview(open(path, "rb").read())
+        frames, pos = [], 0
+        while pos < len(data):
+            (size,) = struct.unpack_from(">I", data, pos)
+            frames.append(bytes(data[pos + 4:pos + 4 + size]))
+            pos += 4 + size
+        return frames
+    frames = encode_video()
+    if path:
+        tmp = f"{path}.{os.getpid()}"
+        with open(tmp, "wb") as f:
+            for frame in frames:
+                f.write(struct.pack(">I", len(frame)) + frame)
+        os.replace(tmp, path)
+    return frames
 
 
 def encode_audio() -> list[bytes]:
@@ -141,6 +165,7 @@ class Stream:
     def __init__(self, sent: dict[int, float]) -> None:
         self.sent = sent
         self.received = 0
+        self.audio_received = 0
         self.latencies_ms: list[float] = []
         self.numbers: set[int] = set()
         self._loop = 0
@@ -178,10 +203,16 @@ async def party(http: aiohttp.ClientSession, media: str, visit: dict[str, Any], 
     cfg = RTCConfiguration(iceServers=[])
     sub = RTCPeerConnection(cfg)
     pcs.append(sub)
-    sub.addTransceiver("audio", direction="recvonly")
+    a = sub.addTransceiver("audio", direction="recvonly")
     t = sub.addTransceiver("video", direction="recvonly")
     stream = Stream(sent[f"{room}/{other}"])
     streams[f"{room}/{other}->{me}"] = stream
+
+    def on_audio(data: bytes) -> None:
+        stream.audio_received += 1
+    # Opus frames are counted, not decoded: a decoder thread per subscriber, woken 50 times a
+    # second, costs the load generator more than all of its video (GIL hand-offs).
+    a.receiver._RTCRtpReceiver__decoder_queue = _Tap(on_audio)  # type: ignore[attr-defined]
 
     if mode == "passthrough":
         def on_encoded(data: bytes) -> None:
@@ -189,6 +220,10 @@ async def party(http: aiohttp.ClientSession, media: str, visit: dict[str, Any], 
             if n is not None:
                 stream.got(n)
         t.receiver._RTCRtpReceiver__decoder_queue = _Tap(on_encoded)  # type: ignore[attr-defined]
+        # Nor is the bandwidth estimated (a sixth of the load's CPU): a passthrough relay
+        # forwards what it gets, so this subscriber's REMB would change nothing upstream.
+        # (In transcode mode it sets the relay's encoder bitrate and stays.)
+        t.receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
     else:
         @sub.on("track")
         def on_track(track: Any) -> None:
@@ -211,7 +246,7 @@ async def party(http: aiohttp.ClientSession, media: str, visit: dict[str, Any], 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     visits = json.loads(args.visits)
-    video, audio = encode_video(), encode_audio()
+    video, audio = cached_video(args.video_cache), encode_audio()
     by_hash = {hashlib.blake2b(f, digest_size=8).digest(): n for n, f in enumerate(video)}
     sent: dict[str, dict[int, float]] = {}
     for v in visits:
@@ -227,14 +262,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         streams, pcs)
         print("ready", file=sys.stderr, flush=True)
         await asyncio.sleep(args.warmup)
-        marks = {k: (len(s.latencies_ms), max(s.numbers, default=-1)) for k, s in
-                 streams.items()}
+        marks = {k: (len(s.latencies_ms), max(s.numbers, default=-1), s.audio_received)
+                 for k, s in streams.items()}
         t0 = time.monotonic()
         await asyncio.sleep(args.duration)
         elapsed = time.monotonic() - t0
         result: dict[str, Any] = {"streams": {}}
         for key, s in streams.items():
-            lat0, first = marks[key]
+            lat0, first, audio0 = marks[key]
             # frames sent in the window that the window allowed time to arrive (1 s margin)
             pub_key = key.split("->")[0]
             sent_in = [n for n, t in sent[pub_key].items()
@@ -243,6 +278,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["streams"][key] = {
                 "sent": len(sent_in), "received": len(got),
                 "latencies_ms": s.latencies_ms[lat0:], "first_before_window": first,
+                "audio_frames_per_s": round((s.audio_received - audio0) / elapsed, 1),
             }
         for pc in pcs:
             await pc.close()
@@ -251,12 +287,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--media", required=True, help="http://host:port/media")
-    parser.add_argument("--visits", required=True, help="JSON list of {room, tokens:{a,b}}")
-    parser.add_argument("--mode", choices=("passthrough", "transcode"), required=True)
+    parser.add_argument("--media", default="", help="http://host:port/media")
+    parser.add_argument("--visits", default="[]", help="JSON list of {room, tokens:{a,b}}")
+    parser.add_argument("--mode", choices=("passthrough", "transcode"), default="passthrough")
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--duration", type=float, default=30)
+    parser.add_argument("--video-cache", default=None,
+                        help="file of the pre-encoded video loop (written if missing)")
+    parser.add_argument("--write-video", action="store_true",
+                        help="only write --video-cache and exit")
     args = parser.parse_args()
+    if args.write_video:
+        cached_video(args.video_cache)
+        return
     print(json.dumps(asyncio.run(main_async(args))))
 
 

@@ -39,6 +39,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes on all cores have used since boot (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -75,6 +82,19 @@ class Prober(threading.Thread):
         self.join(10)
 
 
+def _profile(args: argparse.Namespace, media_pid: int, load_pid: int
+             ) -> list[subprocess.Popen[bytes]]:
+    """py-spy (the bench extra) sampling both processes, without stopping them."""
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(BIN / "py-spy")
+    return [subprocess.Popen([spy, "record", "--nonblocking", "-r", "200", "-f", "raw",
+                              "-d", str(int(args.profile_seconds)), "-p", str(pid),
+                              "-o", str(out / f"{name}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in (("media", media_pid), ("load", load_pid))]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mode", choices=("passthrough", "transcode"), default="passthrough")
@@ -88,6 +108,11 @@ def main() -> int:
     ap.add_argument("--fhir", action="store_true", help="also probe FHIR reads meanwhile")
     ap.add_argument("--probe-rate", type=float, default=50.0)
     ap.add_argument("--out", default=None, help="write the JSON result here")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="py-spy record the media service and the first load process for "
+                         "--profile-seconds of the window, into DIR (media.txt, load.txt: "
+                         "collapsed stacks)")
+    ap.add_argument("--profile-seconds", type=float, default=10)
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="telefhir-media-bench-"))
@@ -122,12 +147,16 @@ def main() -> int:
             if time.monotonic() > deadline or media_proc.poll() is not None:
                 raise SystemExit(f"media service did not start; see {work / 'media.log'}")
             time.sleep(0.2)
+        video_cache = work / "video.vp8"
+        load_py = str(Path(__file__).with_name("load.py"))
+        subprocess.run(["taskset", "-c", args.client_cpus, sys.executable, load_py,
+                        "--write-video", "--video-cache", str(video_cache)], check=True)
         n_clients = args.clients or max(1, (args.visits + 3) // 4)
         chunks = [visits[i::n_clients] for i in range(n_clients)]
         loads = []
         for chunk in chunks:
-            cmd = ["taskset", "-c", args.client_cpus, sys.executable,
-                   str(Path(__file__).with_name("load.py")), "--media", media,
+            cmd = ["taskset", "-c", args.client_cpus, sys.executable, load_py,
+                   "--video-cache", str(video_cache), "--media", media,
                    "--visits", json.dumps(chunk), "--mode", args.mode,
                    "--warmup", str(args.warmup), "--duration", str(args.duration)]
             loads.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -140,6 +169,9 @@ def main() -> int:
                 print(line, end="", file=sys.stderr)
         time.sleep(args.warmup)
         cpu0, t0 = _cpu_seconds(media_proc.pid), time.monotonic()
+        load_cpu0 = sum(_cpu_seconds(p.pid) for p in loads)
+        busy0 = _machine_busy_seconds()
+        profilers = _profile(args, media_proc.pid, loads[0].pid) if args.profile else []
         prober = None
         ctx = None
         if args.fhir:
@@ -151,9 +183,14 @@ def main() -> int:
                                 headers={"Content-Type": "application/fhir+json"}).json()["id"]
             prober = Prober(f"http://127.0.0.1:{fhir_port}/fhir/Patient/{pid}", args.probe_rate)
             prober.start()
-        outs = [p.communicate(timeout=args.duration + args.warmup + 300)[0] for p in loads]
+        time.sleep(max(0.0, args.duration - 1.5))  # the window, less the loads' exit margin
         elapsed = time.monotonic() - t0
         media_cpu = _cpu_seconds(media_proc.pid) - cpu0
+        load_cpu = sum(_cpu_seconds(p.pid) for p in loads) - load_cpu0
+        busy = _machine_busy_seconds() - busy0
+        outs = [p.communicate(timeout=args.duration + args.warmup + 300)[0] for p in loads]
+        for prof in profilers:
+            prof.wait(60)
         if prober is not None:
             prober.stop()
             result["fhir_read"] = {
@@ -183,8 +220,14 @@ def main() -> int:
                        "p95": round(_percentile(lat, 0.95), 1),
                        "p99": round(_percentile(lat, 0.99), 1),
                        "mean": round(statistics.fmean(lat), 1) if lat else None},
+        "audio_frames_per_s_per_stream_min": min(
+            (s.get("audio_frames_per_s", 0) for s in streams.values()), default=None),
         "media_cpu_pct_of_one_core": round(cpu_pct, 1),
         "media_cpu_pct_per_visit": round(cpu_pct / args.visits, 2),
+        "load_cpu_pct": round(100 * load_cpu / elapsed, 1),
+        # everything else on the machine in the window (the FHIR server and its prober with
+        # --fhir, and anything not ours): a disturbed run shows here
+        "other_cpu_pct": round(100 * (busy - media_cpu - load_cpu) / elapsed, 1),
         "visits_per_core_at_this_cpu": round(args.visits / (cpu_pct / 100), 1)
         if cpu_pct else None,
         "workdir": str(work),
