@@ -23,7 +23,7 @@ from fhir_server.config import Config
 from hl7v2_gateway.gateway import Gateway
 from hl7v2_gateway.listener import InboxWriter, MllpListener
 from hl7v2_gateway.settings import GatewaySettings
-from hl7v2_gateway.warmup import warm_up
+from hl7v2_gateway.warmup import warm_decide, warm_up
 
 log = logging.getLogger("telefhir.hl7")
 
@@ -63,6 +63,10 @@ def process_forever(db_url: str, settings: GatewaySettings, wake: Any, waiting: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the listener stops us through `stop`
     store = open_store(db_url)
+    defer = getattr(store, "defer_checkpoints", None)
+    checkpoint: Any = getattr(store, "checkpoint", None)
+    if defer is not None:
+        defer()  # SQLite: checkpoints run here, between transactions, not inside a COMMIT
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
     warm_up(ctx, settings)
@@ -74,9 +78,15 @@ def process_forever(db_url: str, settings: GatewaySettings, wake: Any, waiting: 
             wake.wait(1.0)
             wake.clear()
             try:
+                since_checkpoint = 0
                 while not stop.is_set():
                     busy.yielded = False
-                    if not gateway.process_pending(20, busy):
+                    handled = gateway.process_pending(20, busy)
+                    since_checkpoint += handled
+                    if checkpoint is not None and (not handled or since_checkpoint >= 8):
+                        checkpoint()
+                        since_checkpoint = 0
+                    if not handled:
                         break
                     if busy.yielded:
                         # hand the write lock over: let the inbox writer, which waits for it,
@@ -121,8 +131,12 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
                      ready: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
     store = open_store(db_url)
+    defer = getattr(store, "defer_checkpoints", None)
+    if defer is not None:
+        defer()  # SQLite: the inbox commits that ACKs wait for never run a checkpoint
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
+    warm_decide(gateway)
     # The processor runs in a process of its own: applying messages is CPU work that would
     # otherwise hold the GIL against the event loop and delay ACKs.
     mp = multiprocessing.get_context("spawn")

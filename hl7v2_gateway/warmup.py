@@ -5,17 +5,22 @@ search and patch modules on first use (80-200 ms on the benchmark's machine, ben
 Applied with the database write lock held, that first message would hold up the ACKs of every
 connection (on SQLite the inbox insert needs the same lock). So the processor applies one small
 ADT^A01 and one ORU^R01 here, inside a store transaction that is always rolled back: nothing is
-stored, and the caches are warm before the first real message."""
+stored, and the caches are warm before the first real message. The listener likewise decides
+their ACKs once (nothing recorded) before it accepts."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from fhir_server.context import Context
 from hl7v2_gateway.apply import Applier
 from hl7v2_gateway.er7 import Message
 from hl7v2_gateway.mapping import map_message
 from hl7v2_gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from hl7v2_gateway.gateway import Gateway
 
 log = logging.getLogger("telefhir.hl7")
 
@@ -49,3 +54,13 @@ def warm_up(ctx: Context, settings: GatewaySettings) -> None:
         pass
     except Exception:
         log.warning("warming the inbox processor failed; going on without", exc_info=True)
+
+
+def warm_decide(gateway: Gateway) -> None:
+    """Decide the ACK of SAMPLES once (parse, map, validate; nothing recorded), so that the
+    listener's first real message does not pay for the mapping modules' first use."""
+    try:
+        for text in SAMPLES:
+            gateway.decide(text.encode(), None)
+    except Exception:
+        log.warning("warming the MLLP listener failed; going on without", exc_info=True)
