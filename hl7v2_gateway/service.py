@@ -23,7 +23,7 @@ from fhir_server.config import Config
 from hl7v2_gateway.gateway import Gateway
 from hl7v2_gateway.listener import InboxWriter, MllpListener
 from hl7v2_gateway.settings import GatewaySettings
-from hl7v2_gateway.warmup import warm_decide, warm_up
+from hl7v2_gateway.warmup import freeze_heap, warm_decide, warm_up
 
 log = logging.getLogger("telefhir.hl7")
 
@@ -70,6 +70,7 @@ def process_forever(db_url: str, settings: GatewaySettings, wake: Any, waiting: 
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
     warm_up(ctx, settings)
+    freeze_heap()
     if ready is not None:
         ready.set()
     busy = _SharedFlag(waiting, wake)
@@ -137,6 +138,7 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
     warm_decide(gateway)
+    freeze_heap()
     # The processor runs in a process of its own: applying messages is CPU work that would
     # otherwise hold the GIL against the event loop and delay ACKs.
     mp = multiprocessing.get_context("spawn")

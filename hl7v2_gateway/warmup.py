@@ -10,6 +10,7 @@ their ACKs once (nothing recorded) before it accepts."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import TYPE_CHECKING
 
@@ -64,3 +65,12 @@ def warm_decide(gateway: Gateway) -> None:
             gateway.decide(text.encode(), None)
     except Exception:
         log.warning("warming the MLLP listener failed; going on without", exc_info=True)
+
+
+def freeze_heap() -> None:
+    """Move what start-up and warming allocated (modules, the FHIR definitions, search
+    parameter tables: long-lived) out of the garbage collector's reach (gc.freeze,
+    https://docs.python.org/3/library/gc.html#gc.freeze), so that a full collection, which
+    may run in the middle of an apply holding the write lock, walks only what messages made."""
+    gc.collect()
+    gc.freeze()
