@@ -44,16 +44,24 @@ from tests.integration.hl7_support import (  # noqa: E402
 CONNECTIONS = 4
 
 
-def workload(patients: int) -> list[list[str]]:
+MIXES = ("adt+oru", "adt")
+"""--mix: `adt+oru` (the issue's workload: A01, CBC ORU, A08, CBC ORU per patient, 21
+resources a message) or `adt` (A01 then A08 per patient, the lighter admission feed)."""
+
+
+def workload(patients: int, mix: str = "adt+oru") -> list[list[str]]:
     """Per connection, the messages it sends in order."""
     adt = original_mode(sample("ADT01-23.hl7"))
     oru = original_mode(sample("LRI_2.0-NG_CBC_Typ_Message.hl7"))
     feeds: list[list[str]] = [[] for _ in range(CONNECTIONS)]
+    kinds: tuple[tuple[str, str | None], ...] = ((adt, "ADT^A01"), (oru, None),
+                                                 (adt, "ADT^A08"), (oru, None))
+    if mix == "adt":
+        kinds = ((adt, "ADT^A01"), (adt, "ADT^A08"))
     for p in range(patients):
         mrn = f"B{p:06d}^^^AccMgr^MR"
         msgs = []
-        for k, (base, mtype) in enumerate(((adt, "ADT^A01"), (oru, None), (adt, "ADT^A08"),
-                                           (oru, None))):
+        for k, (base, mtype) in enumerate(kinds):
             t = set_field(base, "MSH", 10, f"P{p}-{k}")
             t = set_field(t, "MSH", 7, f"2024{1 + p % 12:02d}0{1 + k}120000+0000")
             if mtype:
@@ -93,12 +101,39 @@ def bundles_for(feeds: list[list[str]]) -> tuple[list[list[bytes]], int]:
     return out, total
 
 
-def fhir_ingest(workdir: Path, per_client: list[list[bytes]]) -> dict[str, Any]:
-    db = f"sqlite:///{workdir / 'fhir.db'}"
+class Databases:
+    """A fresh database per phase: a SQLite file in the run's folder, or (`postgresql`) a new
+    database on one throw-away PostgreSQL server (the test suite's), whose postmaster's CPU
+    time is counted as the database's."""
+
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        self.workdir = workdir
+        self.pids: list[int] = []
+        self._pg: Any = None
+        if backend == "postgresql":
+            from tests.pg import PgServer
+
+            self._pg = PgServer()
+            self.pids = [int((self._pg.data / "postmaster.pid").read_text().split()[0])]
+
+    def new(self, name: str) -> str:
+        if self._pg is None:
+            return f"sqlite:///{self.workdir / (name + '.db')}"
+        url: str = self._pg.new_database()
+        return url
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.stop()
+
+
+def fhir_ingest(workdir: Path, per_client: list[list[bytes]], db: str,
+                db_pids: list[int]) -> dict[str, Any]:
     port = free_port()
     with server(db, port, 2, [], workdir / "serve.log") as proc:
         base = f"http://127.0.0.1:{port}/fhir"
-        meter = CpuMeter([proc.pid], [])
+        meter = CpuMeter([proc.pid], db_pids)
         lat: list[float] = []
         errors: list[str] = []
 
@@ -191,13 +226,13 @@ def mllp_send(port: int, feeds: list[list[str]], lat: list[float], acked: set[st
     return unacked
 
 
-def mllp_ingest(workdir: Path, feeds: list[list[str]]) -> dict[str, Any]:
-    db = f"sqlite:///{workdir / 'mllp.db'}"
+def mllp_ingest(workdir: Path, feeds: list[list[str]], db: str,
+                db_pids: list[int]) -> dict[str, Any]:
     port = free_port()
     node = ListenerProc(db, port, workdir / "listener.log")
     fhir = Fhir(db)
     try:
-        meter = CpuMeter([node.proc.pid], [])
+        meter = CpuMeter([node.proc.pid], db_pids)
         lat: list[float] = []
         acked: set[str] = set()
         t0 = time.perf_counter()
@@ -214,10 +249,10 @@ def mllp_ingest(workdir: Path, feeds: list[list[str]]) -> dict[str, Any]:
             "ack_p99_ms": 1000 * _p99(lat), "ack_max_ms": 1000 * max(lat)}
 
 
-def kill_run(workdir: Path, feeds: list[list[str]]) -> dict[str, Any]:
+def kill_run(workdir: Path, feeds: list[list[str]], db: str,
+             per_patient: int = 4) -> dict[str, Any]:
     """Kill -9 the listener after about half the messages are acknowledged; restart it, let
     the senders resend what was not acknowledged (as an interface engine does), count."""
-    db = f"sqlite:///{workdir / 'kill.db'}"
     port = free_port()
     total = sum(len(f) for f in feeds)
     node = ListenerProc(db, port, workdir / "kill.log")
@@ -255,8 +290,9 @@ def kill_run(workdir: Path, feeds: list[list[str]]) -> dict[str, Any]:
             "acked_lost": sorted(acked_before_kill - done)[:10],
             "inbox_rows": len(rows), "reports": len(fillers),
             "duplicate_reports": len(fillers) - len(set(fillers)),
-            "patients": len(patients), "expected_reports": total // 2,
-            "expected_patients": total // 4}
+            "patients": len(patients),
+            "expected_reports": total // 2 if per_patient == 4 else 0,
+            "expected_patients": total // per_patient}
 
 
 def main() -> int:
@@ -264,26 +300,36 @@ def main() -> int:
     ap.add_argument("--patients", type=int, default=500)
     ap.add_argument("--wait-quiet", type=float, default=0)
     ap.add_argument("--skip-kill", action="store_true")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--mix", choices=MIXES, default="adt+oru",
+                    help="the message mix (default adt+oru, the issue's workload)")
     args = ap.parse_args()
     if args.wait_quiet:
         wait_until_quiet(10, args.wait_quiet)
     workdir = ROOT / "bench" / "results" / time.strftime("hl7-%Y%m%d-%H%M%S")
     workdir.mkdir(parents=True)
-    feeds = workload(args.patients)
+    feeds = workload(args.patients, args.mix)
     n_messages = sum(len(f) for f in feeds)
     per_client, resources = bundles_for(feeds)
     print(f"{n_messages} messages, {resources} resources in their Bundles", file=sys.stderr)
-    fhir = fhir_ingest(workdir, per_client)
-    mllp = mllp_ingest(workdir, feeds)
+    dbs = Databases(args.backend, workdir)
+    try:
+        fhir = fhir_ingest(workdir, per_client, dbs.new("fhir"), dbs.pids)
+        mllp = mllp_ingest(workdir, feeds, dbs.new("mllp"), dbs.pids)
+        kill = (None if args.skip_kill else
+                kill_run(workdir, feeds, dbs.new("kill"), 4 if args.mix == "adt+oru" else 2))
+    finally:
+        dbs.close()
     result: dict[str, Any] = {
-        "messages": n_messages, "resources": resources,
+        "backend": args.backend, "mix": args.mix, "messages": n_messages,
+        "resources": resources,
         "fhir": {**fhir, "res_per_s": resources / fhir["wall_s"]},
         "mllp": {**mllp, "res_per_s": resources / mllp["wall_s"],
                  "msg_per_s": n_messages / mllp["wall_s"]},
     }
     result["ratio"] = result["mllp"]["res_per_s"] / result["fhir"]["res_per_s"]
-    if not args.skip_kill:
-        result["kill"] = kill_run(workdir, feeds)
+    if kill is not None:
+        result["kill"] = kill
     (workdir / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0

@@ -150,9 +150,15 @@ class Gateway:
 
     # -- 2. record ----------------------------------------------------------------------
 
-    def record(self, decisions: list[Decision]) -> None:
-        """Commit `decisions` to the inbox in one transaction (group commit)."""
+    def record(self, decisions: list[Decision],
+               more: Callable[[], list[Decision]] | None = None) -> None:
+        """Commit `decisions` to the inbox in one transaction (group commit). `more`, once the
+        transaction holds the write lock, gives the messages that arrived while it waited for
+        it (appended to `decisions`): they are committed in the same transaction rather than
+        waiting for the next one."""
         with self.ctx.store.transaction() as tx:
+            if more is not None:
+                decisions.extend(more())
             inbox.record(tx, [d.received for d in decisions])
         with self._lock:
             for d in decisions:

@@ -66,22 +66,34 @@ class InboxWriter:
             if item is None:
                 break
             batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._commit(batch)
+            stop = self._drain(batch)
+            self._commit(batch, stop)
             if self.waiting is not None and self._queue.empty():
                 self.waiting[1]()
 
-    def _commit(self, batch: list[tuple[Decision, Future[Decision]]]) -> None:
+    def _drain(self, batch: list[tuple[Decision, Future[Decision]]]) -> bool:
+        """Move what is queued into `batch` (up to max_batch); whether close() was asked."""
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
+
+    def _commit(self, batch: list[tuple[Decision, Future[Decision]]], stopping: bool) -> None:
+        def more() -> list[Decision]:
+            # the messages that came while this transaction waited for the write lock (on
+            # SQLite, behind the processor's apply) join it: they wait one lock turn, not two
+            start = len(batch)
+            if not stopping and self._drain(batch):
+                self._queue.put(None)  # close() came meanwhile: stop after this commit
+            return [d for d, _ in batch[start:]]
+
         try:
-            self.gateway.record([d for d, _ in batch])
+            self.gateway.record([d for d, _ in batch], more)
         except Exception:
             # one at a time, so that one message the store refuses fails alone; a store that
             # is down gets a few tries, then no ACK leaves (the connection closes, the sender

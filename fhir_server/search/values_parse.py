@@ -38,23 +38,22 @@ from resources.terminology import value_set_expansion
 
 
 def split_escaped(text: str, sep: str) -> list[str]:
-    """Split on `sep` not preceded by a backslash; escapes are kept for a later unescape."""
+    """Split on `sep` not preceded by a backslash; escapes are kept for a later unescape.
+
+    A `sep` is escaped when the backslashes just before it are odd in number (each pair is an
+    escaped backslash); `sep` is never a backslash itself, so a run never spans a `sep`."""
+    pieces = text.split(sep)
+    if "\\" not in text:
+        return pieces
     out: list[str] = []
-    cur: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i : i + 2])
-            i += 2
+    cur = ""
+    for n, piece in enumerate(pieces):
+        cur += piece
+        if n + 1 < len(pieces) and (len(piece) - len(piece.rstrip("\\"))) % 2 == 1:
+            cur += sep
             continue
-        if ch == sep:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    out.append("".join(cur))
+        out.append(cur)
+        cur = ""
     return out
 
 

@@ -90,6 +90,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._closed = False
         self._writers = _WriterQueue(self.path) if self.path != ":memory:" else None
+        self._defer_checkpoints = False
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         for stmt in resource_ddl(SQLITE) + list(index_ddl or []):
@@ -104,6 +105,8 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA cache_size=-65536")
+            if self._defer_checkpoints:
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
             self._local.ops = self._make_ops(conn)
             with self._lock:
@@ -159,6 +162,27 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def defer_checkpoints(self) -> None:
+        """Stop this store's connections from checkpointing the WAL when they commit.
+
+        SQLite's automatic checkpoint (https://www.sqlite.org/wal.html#ckpt) runs inside the
+        COMMIT that crosses 1000 WAL pages, so that commit returns tens of milliseconds later
+        while this store still holds the writer queue. A process whose commits someone waits
+        for (the HL7 listener's inbox, whose ACKs wait) defers them and lets a process that
+        can afford the time call checkpoint() outside any transaction."""
+        self._defer_checkpoints = True
+        with self._lock:
+            conns = list(self._all)
+        for conn in conns:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> None:
+        """A PASSIVE WAL checkpoint on this thread's connection, outside the writer queue:
+        it copies what it can to the database file without blocking writers or readers."""
+        conn = self._conn()
+        if not conn.in_transaction:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def read(self, res_type: str, res_id: str) -> StoredResource | None:
         return self._ops().read(res_type, res_id)

@@ -53,6 +53,10 @@ def test_tokens() -> None:
 
 def test_escaping() -> None:
     assert split_escaped(r"a\,b,c", ",") == [r"a\,b", "c"]
+    assert split_escaped(r"a\\,b", ",") == [r"a\\", "b"]  # an escaped backslash, then a split
+    assert split_escaped(r"a\\\,b,", ",") == [r"a\\\,b", ""]
+    assert split_escaped("a,,b", ",") == ["a", "", "b"]
+    assert split_escaped("a\\", ",") == ["a\\"]  # a trailing backslash is kept
     assert unescape(r"a\,b\|c\\d") == r"a,b|c\d"
     c = one("Patient", "identifier", r"http://s|a\|b")
     assert c.values == (TokenValue("http://s", "a|b"),)
