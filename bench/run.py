@@ -317,9 +317,11 @@ def per_request(result: dict[str, Any], cpu: dict[str, float]) -> None:
 
 
 @contextmanager
-def profiled(enabled: bool, server_pid: int, name: str, seconds: int) -> Iterator[None]:
+def profiled(enabled: bool, server_pid: int, name: str, seconds: int,
+             native: bool = False) -> Iterator[None]:
     """py-spy record (raw collapsed stacks) on every worker while the block runs; --gil samples
-    only the thread holding the GIL, i.e. where Python CPU time goes."""
+    only the thread holding the GIL, i.e. where Python CPU time goes (`native`: every thread
+    instead, with its C and Rust frames: where the rest of the CPU and the waits go)."""
     if not enabled:
         yield
         return
@@ -331,8 +333,9 @@ def profiled(enabled: bool, server_pid: int, name: str, seconds: int) -> Iterato
     for pid in workers:
         out = RESULTS / f"profile-{name}-{pid}.txt"
         procs.append((out, subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--gil",
-             "--duration", str(seconds), "--nonblocking", "-o", str(out)],
+            [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+             "--native" if native else "--gil", "--duration", str(seconds), "--nonblocking",
+             "-o", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
     try:
         yield

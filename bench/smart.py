@@ -42,6 +42,7 @@ from run import (  # noqa: E402
     database,
     lua_string,
     per_request,
+    profiled,
     run_wrk,
 )
 
@@ -52,22 +53,6 @@ TOKEN_TARGET = 200  # grants/s
 RATIO_TARGET = 0.70  # audited bearer read / --no-auth read
 P99_TARGET = 25  # ms, audited bearer read
 NO_AUDIT = {"TELEFHIR_AUDIT": "0"}
-
-
-def profile(out: Path, pids: list[int], url: str, script: Path, args: argparse.Namespace) -> None:
-    """py-spy on each of `pids` during one wrk slice (by default samples of the thread holding
-    the GIL, `--gil`: where a worker's Python time goes)."""
-    out.mkdir(parents=True, exist_ok=True)
-    flags = args.profile_flags.split()
-    spies = [subprocess.Popen([str(BIN / "py-spy"), "record", *flags, "-p", str(pid), "-r", "500",
-                               "-d", str(args.read_seconds + 1), "-f", "raw", "-o",
-                               str(out / f"audit-{pid}.txt")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for pid in pids]
-    time.sleep(1)
-    run_wrk(url, script, args.wrk_threads, args.connections, args.read_seconds)
-    for spy in spies:
-        spy.wait(60)
-    print(f"py-spy profiles of the audited server in {out}", file=sys.stderr)
 
 
 def read_script(paths: list[str], token: str | None) -> str:
@@ -123,12 +108,9 @@ def main() -> int:
     ap.add_argument("--token-seconds", type=int, default=10)
     ap.add_argument("--assertions", type=int, default=12000,
                     help="pre-signed assertions for the token phase (each is used once)")
-    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                    help="after the slices, one more audited slice (not counted) under py-spy: "
-                         "a raw flame graph per server process in DIR")
-    ap.add_argument("--profile-flags", default="--gil",
-                    help="py-spy record flags for --profile (--profile-flags=--native: all threads "
-                         "with their C and Rust frames)")
+    ap.add_argument("--profile", choices=["gil", "native"], default=None,
+                    help="after the slices, one more audited slice (not counted) under py-spy "
+                         "(--gil, or --native: every thread); raw stacks in bench/results")
     ap.add_argument("--wait-quiet", type=int, default=0,
                     help="wait up to this many seconds for other work on the machine to stop")
     args = ap.parse_args()
@@ -205,7 +187,10 @@ def main() -> int:
                 for name, url, script, pids in order:
                     phase(f"read_{name}_{i}", url, script, args.read_seconds, pids)
             if args.profile:
-                profile(args.profile, pids_c, url_c, bearer_lua, args)
+                with profiled(True, audit_proc.pid, "smart-audit", args.read_seconds,
+                              native=args.profile == "native"):
+                    run_wrk(url_c, bearer_lua, args.wrk_threads, args.connections,
+                            args.read_seconds)
             started = time.perf_counter()
             bodies = [
                 "grant_type=client_credentials&scope=system%2F*.rs"
