@@ -63,10 +63,7 @@ def process_forever(db_url: str, settings: GatewaySettings, wake: Any, waiting: 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the listener stops us through `stop`
     store = open_store(db_url)
-    defer = getattr(store, "defer_checkpoints", None)
-    checkpoint: Any = getattr(store, "checkpoint", None)
-    if defer is not None:
-        defer()  # SQLite: checkpoints run here, between transactions, not inside a COMMIT
+    store.defer_checkpoints()  # SQLite: checkpoints run here, between transactions
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
     warm_up(ctx, settings)
@@ -84,8 +81,8 @@ def process_forever(db_url: str, settings: GatewaySettings, wake: Any, waiting: 
                     busy.yielded = False
                     handled = gateway.process_pending(20, busy)
                     since_checkpoint += handled
-                    if checkpoint is not None and (not handled or since_checkpoint >= 8):
-                        checkpoint()
+                    if not handled or since_checkpoint >= 8:
+                        store.checkpoint()
                         since_checkpoint = 0
                     if not handled:
                         break
@@ -132,9 +129,7 @@ async def serve_mllp(db_url: str, host: str, port: int, settings: GatewaySetting
                      ready: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
     store = open_store(db_url)
-    defer = getattr(store, "defer_checkpoints", None)
-    if defer is not None:
-        defer()  # SQLite: the inbox commits that ACKs wait for never run a checkpoint
+    store.defer_checkpoints()  # SQLite: the inbox commits that ACKs wait for never checkpoint
     ctx = build_context(Config.from_env(db_url=db_url), store)
     gateway = Gateway(ctx, settings)
     warm_decide(gateway)

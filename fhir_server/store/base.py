@@ -147,6 +147,18 @@ class ResourceStore(Queryable, Protocol):
         COMMIT; PostgreSQL: one statement on a pooled connection)."""
         ...
 
+    def defer_checkpoints(self) -> None:
+        """Keep this store's commits from also checkpointing a write-ahead log (SQLite's
+        automatic checkpoint runs inside the COMMIT that crosses 1000 WAL pages); the process
+        then calls `checkpoint` between its transactions. PostgreSQL: nothing to defer (its
+        checkpointer is a server process)."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Checkpoint the write-ahead log as far as it can without blocking anyone, outside
+        any transaction (SQLite: PASSIVE); nothing on PostgreSQL."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

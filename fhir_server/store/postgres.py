@@ -125,6 +125,12 @@ class PostgresStore:
         with self._pool.connection() as conn:  # committed when the block ends
             conn.execute(POSTGRESQL.sql(sql), args)
 
+    def defer_checkpoints(self) -> None:
+        """The server's checkpointer process runs checkpoints, never a client's commit."""
+
+    def checkpoint(self) -> None:
+        """Nothing: the server checkpoints on its own."""
+
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
         # commits on normal exit, rolls back on error

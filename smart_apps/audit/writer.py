@@ -119,7 +119,7 @@ class _Batch:
 
 
 class AuditWriter:
-    """Queues AuditEvents and commits them in batches (at most `max_batch` a transaction).
+    """Queues AuditEvents and commits them in batches (at most MAX_ROWS a transaction).
 
     One writer thread per process: request threads queue their event and wait on their batch's
     own `threading.Event`, so a commit wakes exactly the threads whose events it carried (a
@@ -129,10 +129,9 @@ class AuditWriter:
     for QUIET_SECONDS the same thread moves logged events into the store (`flush`), a few at a
     time, and it ends after IDLE_SECONDS with nothing to do (the next event starts another)."""
 
-    def __init__(self, store: ResourceStore, max_batch: int = MAX_ROWS) -> None:
+    def __init__(self, store: ResourceStore) -> None:
         store.ensure_tables(DDL)
         self._store = store
-        self._max = max_batch
         self._cond = threading.Condition()  # the writer thread waits on it for work
         self._open: _Batch | None = None  # the batch new events join
         self._queue: list[_Batch] = []
@@ -148,7 +147,7 @@ class AuditWriter:
         row = log_row(event)
         with self._cond:
             batch = self._open
-            if batch is None or len(batch.rows) >= self._max:
+            if batch is None or len(batch.rows) >= MAX_ROWS:
                 batch = self._open = _Batch([], threading.Event())
                 self._queue.append(batch)
             batch.rows.append(row)
@@ -217,7 +216,7 @@ class AuditWriter:
                 if not self._queue:
                     self._cond.wait(QUIET_SECONDS)
                 taken, rows = [], 0
-                while self._queue and rows + len(self._queue[0].rows) <= self._max:
+                while self._queue and rows + len(self._queue[0].rows) <= MAX_ROWS:
                     rows += len(self._queue[0].rows)
                     taken.append(self._queue.pop(0))
                 if not self._queue:
@@ -228,7 +227,7 @@ class AuditWriter:
                 continue
             if self._store.closed:
                 with self._cond:
-                    if not self._queue:
+                    if not self._queue:  # an event queued meanwhile is committed (and fails)
                         self._thread = None
                         return
                 continue
