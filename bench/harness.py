@@ -145,3 +145,20 @@ def server(db_url: str, port: int, workers: int, extra: list[str],
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+@contextmanager
+def database(backend: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
+    """A fresh, empty database URL for `backend`, and the pids of its server (PostgreSQL's
+    postmaster, whose CPU time counts as ours)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}", []
+        return
+    from tests.pg import PgServer  # the test suite's throw-away PostgreSQL
+
+    pg = PgServer()
+    try:
+        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+        yield pg.new_database(), [postmaster]
+    finally:
+        pg.stop()

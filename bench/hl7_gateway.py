@@ -33,7 +33,14 @@ from hl7.client import MLLPClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import BIN, CpuMeter, free_port, server, wait_until_quiet  # noqa: E402
+from bench.harness import (  # noqa: E402
+    BIN,
+    CpuMeter,
+    database,
+    free_port,
+    server,
+    wait_until_quiet,
+)
 from tests.integration.hl7_support import (  # noqa: E402
     Fhir,
     original_mode,
@@ -99,33 +106,6 @@ def bundles_for(feeds: list[list[str]]) -> tuple[list[list[bytes]], int]:
             mine.append(json.dumps(bundle).encode())
         out.append(mine)
     return out, total
-
-
-class Databases:
-    """A fresh database per phase: a SQLite file in the run's folder, or (`postgresql`) a new
-    database on one throw-away PostgreSQL server (the test suite's), whose postmaster's CPU
-    time is counted as the database's."""
-
-    def __init__(self, backend: str, workdir: Path) -> None:
-        self.backend = backend
-        self.workdir = workdir
-        self.pids: list[int] = []
-        self._pg: Any = None
-        if backend == "postgresql":
-            from tests.pg import PgServer
-
-            self._pg = PgServer()
-            self.pids = [int((self._pg.data / "postmaster.pid").read_text().split()[0])]
-
-    def new(self, name: str) -> str:
-        if self._pg is None:
-            return f"sqlite:///{self.workdir / (name + '.db')}"
-        url: str = self._pg.new_database()
-        return url
-
-    def close(self) -> None:
-        if self._pg is not None:
-            self._pg.stop()
 
 
 def fhir_ingest(workdir: Path, per_client: list[list[bytes]], db: str,
@@ -312,14 +292,18 @@ def main() -> int:
     n_messages = sum(len(f) for f in feeds)
     per_client, resources = bundles_for(feeds)
     print(f"{n_messages} messages, {resources} resources in their Bundles", file=sys.stderr)
-    dbs = Databases(args.backend, workdir)
-    try:
-        fhir = fhir_ingest(workdir, per_client, dbs.new("fhir"), dbs.pids)
-        mllp = mllp_ingest(workdir, feeds, dbs.new("mllp"), dbs.pids)
-        kill = (None if args.skip_kill else
-                kill_run(workdir, feeds, dbs.new("kill"), 4 if args.mix == "adt+oru" else 2))
-    finally:
-        dbs.close()
+    phases: dict[str, Path] = {}
+    for name in ("fhir", "mllp", "kill"):  # a fresh database (and PostgreSQL server) each
+        phases[name] = workdir / name
+        phases[name].mkdir()
+    with database(args.backend, phases["fhir"]) as (db, db_pids):
+        fhir = fhir_ingest(workdir, per_client, db, db_pids)
+    with database(args.backend, phases["mllp"]) as (db, db_pids):
+        mllp = mllp_ingest(workdir, feeds, db, db_pids)
+    kill = None
+    if not args.skip_kill:
+        with database(args.backend, phases["kill"]) as (db, _):
+            kill = kill_run(workdir, feeds, db, 4 if args.mix == "adt+oru" else 2)
     result: dict[str, Any] = {
         "backend": args.backend, "mix": args.mix, "messages": n_messages,
         "resources": resources,

@@ -32,9 +32,14 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import CpuMeter, free_port, process_tree, server, wait_until_quiet  # noqa: E402
-
-from tests.pg import PgServer  # noqa: E402  (the test suite's throw-away PostgreSQL)
+from harness import (  # noqa: E402
+    CpuMeter,
+    database,
+    free_port,
+    process_tree,
+    server,
+    wait_until_quiet,
+)
 
 SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-r4-smart"
 RESULTS = ROOT / "bench" / "results"
@@ -84,21 +89,6 @@ class MemorySampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(2)
-
-
-@contextmanager
-def database(backend: str, workdir: Path) -> Iterator[tuple[str, list[int]]]:
-    """A fresh, empty database URL for `backend`, and the pids of its server (PostgreSQL's
-    postmaster, whose CPU time counts as ours)."""
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}", []
-        return
-    pg = PgServer()
-    try:
-        postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
-        yield pg.new_database(), [postmaster]
-    finally:
-        pg.stop()
 
 
 # -- phases ------------------------------------------------------------------------------------
